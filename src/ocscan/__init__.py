@@ -1,0 +1,3 @@
+"""ocscan: operational container scanning for Kubernetes, private registries included."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Image references, docker config documents and kubelet-exact credential matching."""
