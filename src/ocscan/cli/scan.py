@@ -1,0 +1,130 @@
+"""``ocscan scan``: one scan cycle against a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import httpx2
+import typer
+from lightkube.core.exceptions import ApiError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ocscan.config import Config, ConfigError, TargetsConfig, load_config
+from ocscan.cycle import Progress as CycleProgress
+from ocscan.cycle import run_cycle
+from ocscan.kube.client import ClusterUnreachableError, make_client
+from ocscan.report.model import CycleReport
+from ocscan.report.table import print_report
+
+EXIT_BAD_CONFIG = 2
+EXIT_CLUSTER_UNREACHABLE = 4
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _with_targets(config: Config, namespaces: list[str], excluded: list[str]) -> Config:
+    if not namespaces and not excluded:
+        return config
+    targets = TargetsConfig(
+        namespaces=namespaces or config.targets.namespaces,
+        exclude_namespaces=[*config.targets.exclude_namespaces, *excluded],
+        label_selector=config.targets.label_selector,
+    )
+    return config.model_copy(update={"targets": targets})
+
+
+async def _run(
+    config: Config, kubeconfig: Path | None, context: str | None, show_progress: bool
+) -> CycleReport:
+    client = make_client(kubeconfig, context)
+    try:
+        if not show_progress:
+            return await run_cycle(client, config)
+        columns = (
+            TextColumn("scanning images"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[running]} scanner pods running, {task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("scan", total=None, running=0, failed=0)
+
+            def update(progress: CycleProgress) -> None:
+                bar.update(
+                    task,
+                    total=progress.total,
+                    completed=progress.done,
+                    running=progress.running,
+                    failed=progress.failed,
+                )
+
+            return await run_cycle(client, config, on_progress=update)
+    finally:
+        await client.close()
+
+
+def scan(
+    kubeconfig: Path | None = typer.Option(
+        None, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)."
+    ),
+    context: str | None = typer.Option(None, help="kubeconfig context."),
+    namespace: list[str] = typer.Option(
+        [], "--namespace", "-n", help="Scan only this namespace (repeatable)."
+    ),
+    exclude_namespace: list[str] = typer.Option(
+        [], "--exclude-namespace", help="Never scan this namespace (repeatable)."
+    ),
+    config_file: Path | None = typer.Option(None, "--config", help="Configuration file (YAML)."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.table, "--format", help="table or json."
+    ),
+    output: Path | None = typer.Option(
+        None, help="Write the report to this file instead of stdout."
+    ),
+) -> None:
+    """Scan every image that live workloads run, once per running digest."""
+    err = Console(stderr=True)
+    try:
+        config = _with_targets(load_config(config_file), namespace, exclude_namespace)
+    except ConfigError as error:
+        err.print(f"[red]bad configuration:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_CONFIG) from None
+    show_progress = output_format == OutputFormat.table and sys.stderr.isatty()
+    try:
+        report = asyncio.run(_run(config, kubeconfig, context, show_progress))
+    except ClusterUnreachableError as error:
+        err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
+    except ApiError as error:
+        err.print(
+            f"[red]the Kubernetes API refused ocscan:[/] {error.status.message}", highlight=False
+        )
+        raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
+    except httpx2.HTTPError as error:
+        err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
+    if output_format == OutputFormat.json:
+        document = report.model_dump_json(indent=2)
+        if output is not None:
+            output.write_text(document + "\n")
+        else:
+            sys.stdout.write(document + "\n")
+        return
+    if output is not None:
+        with output.open("w") as handle:
+            print_report(report, Console(file=handle, width=160))
+    else:
+        print_report(report, Console())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scan`` to ``app``."""
+    app.command()(scan)

@@ -1,0 +1,157 @@
+"""The configuration file, as typed models. Every key is documented here and in the README.
+
+Unknown keys are errors (``extra="forbid"``) so that a typo never silently falls back to a
+default; :func:`load_config` reports the key's path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ocscan.errors import OcscanError
+
+
+class ConfigError(OcscanError):
+    """The configuration file cannot be used. The message names each bad key's path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Toleration(_Strict):
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+    tolerationSeconds: int | None = None
+
+
+class ScannerConfig(_Strict):
+    """How scanner pods run."""
+
+    namespace: str = Field(
+        "ocscan",
+        description="The agent's namespace: scanner pods and their temporary Secrets live here.",
+    )
+    image: str = Field(
+        "aquasec/trivy:0.76.0",
+        description="The scanner image (Trivy, with /bin/sh, gzip, base64 and sha256sum).",
+    )
+    service_account: str = Field(
+        "ocscan-scanner", description="Service account of scanner pods; its token is never mounted."
+    )
+    trivy_server: str = Field(
+        "http://trivy.ocscan.svc:4954",
+        description="URL of the shared Trivy server the scanners are clients of.",
+    )
+    trivy_token_secret: str | None = Field(
+        "ocscan-trivy-token",
+        description="Secret in the agent namespace holding the Trivy server token"
+        " under the key `token`;"
+        " null for no token.",
+    )
+    timeout_seconds: int = Field(
+        300, ge=10, le=6 * 3600, description="Trivy's own timeout for one scan."
+    )
+    deadline_margin_seconds: int = Field(
+        60,
+        ge=5,
+        description="activeDeadlineSeconds of a scanner pod is the timeout plus this margin.",
+    )
+    concurrency: int = Field(10, ge=1, le=500, description="Scanner pods running at once.")
+    report_cap_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest Trivy JSON report accepted;"
+        " above it the scan fails with report_too_large.",
+    )
+    keep_failed_pods: bool = Field(
+        False,
+        description="Keep the pods of failed scans for debugging"
+        " (their Secret is still deleted at once).",
+    )
+    requests: dict[str, str] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "512Mi"},
+        description="Resource requests of the scanner container.",
+    )
+    limits: dict[str, str] = Field(
+        default_factory=lambda: {"memory": "1Gi", "ephemeral-storage": "4Gi"},
+        description="Resource limits of the scanner container.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="nodeSelector of scanner pods."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of scanner pods."
+    )
+    priority_class: str | None = Field(None, description="priorityClassName of scanner pods.")
+    registry_ca_configmap: str | None = Field(
+        None,
+        description="ConfigMap in the agent namespace whose `ca.crt` is trusted for registries.",
+    )
+
+
+class TargetsConfig(_Strict):
+    """Which workloads a cycle scans."""
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to scan; empty means all."
+    )
+    exclude_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces never scanned."
+    )
+    label_selector: str | None = Field(
+        None, description="Only pods matching this label selector (kubectl syntax)."
+    )
+
+
+class CycleConfig(_Strict):
+    deadline_seconds: int = Field(
+        3600,
+        ge=60,
+        description="A cycle that runs longer is cancelled; unfinished targets get status timeout.",
+    )
+    page_size: int = Field(500, ge=10, le=5000, description="Objects per page when listing.")
+
+
+class Config(_Strict):
+    """The whole configuration file."""
+
+    targets: TargetsConfig = Field(default_factory=TargetsConfig)
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+    cycle: CycleConfig = Field(default_factory=CycleConfig)
+
+
+def _error_path(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def parse_config(document: Any, *, source: str = "config") -> Config:
+    """Validate a parsed YAML document; the error lists every bad key by its path."""
+    if document is None:
+        document = {}
+    try:
+        return Config.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(f"{_error_path(e)}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: Path | None) -> Config:
+    """The configuration in ``path``, or the defaults when there is none."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_config(document, source=str(path))

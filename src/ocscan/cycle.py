@@ -1,0 +1,140 @@
+"""One scan cycle: discover -> plan -> execute -> consolidate.
+
+Delivery to sinks (files, GitLab, VulnerabilityReports, metrics) reads the returned
+:class:`~ocscan.report.model.CycleReport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lightkube import AsyncClient
+
+from ocscan.config import Config
+from ocscan.kube.discovery import Discovery, DiscoveryScope
+from ocscan.kube.events import emit, scan_failed_event
+from ocscan.kube.workloads import WorkloadRef
+from ocscan.report.consolidate import consolidate
+from ocscan.report.model import SCANNED, CycleReport
+from ocscan.scan.executor import ScanExecutor
+from ocscan.scan.outcome import ScanOutcome
+from ocscan.scan.plan import ScanPlan, ScanTarget, plan_scans, pull_secret_keys
+from ocscan.scan.podwatch import PodTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Progress:
+    """Live counters for a progress display."""
+
+    total: int = 0
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def scope_of(config: Config) -> DiscoveryScope:
+    targets = config.targets
+    return DiscoveryScope(
+        namespaces=tuple(targets.namespaces),
+        exclude_namespaces=tuple(targets.exclude_namespaces),
+        label_selector=targets.label_selector,
+    )
+
+
+async def _plan(client: AsyncClient, config: Config) -> tuple[ScanPlan, set[str]]:
+    discovery = Discovery(client, scope_of(config), page_size=config.cycle.page_size)
+    snapshot = await discovery.snapshot()
+    keys = pull_secret_keys(snapshot.pods, snapshot.service_accounts)
+    fetched = await discovery.pull_secrets(keys)
+    plan = plan_scans(
+        snapshot.pods, snapshot.owners, snapshot.service_accounts, fetched.secrets, fetched.errors
+    )
+    return plan, snapshot.namespaces
+
+
+async def run_cycle(
+    client: AsyncClient, config: Config, *, on_progress: ProgressCallback | None = None
+) -> CycleReport:
+    """Run one cycle and return its report; failures of single images are in the report."""
+    started = datetime.now(UTC)
+    tracker = PodTracker(client, config.scanner.namespace)
+    async with tracker:
+        executor = ScanExecutor(client, config.scanner, tracker)
+        swept = await executor.sweep()
+        if swept:
+            log.warning("removed %d scanner objects left by an earlier agent", swept)
+        plan, namespaces = await _plan(client, config)
+        progress = Progress(total=len(plan.targets))
+        outcomes: dict[str, ScanOutcome] = {}
+
+        async def scan(target: ScanTarget) -> None:
+            progress.running += 1
+            try:
+                outcome = await executor.scan(target)
+            finally:
+                progress.running -= 1
+            outcomes[target.key] = outcome
+            progress.done += 1
+            progress.failed += outcome.failure is not None
+            if on_progress:
+                on_progress(progress)
+
+        if on_progress:
+            on_progress(progress)
+        try:
+            async with asyncio.timeout(config.cycle.deadline_seconds):
+                async with asyncio.TaskGroup() as group:
+                    for target in plan.targets:
+                        group.create_task(scan(target))
+        except TimeoutError:
+            log.warning("cycle deadline of %ss reached", config.cycle.deadline_seconds)
+        finally:
+            await executor.drain()
+    report = consolidate(
+        plan,
+        outcomes,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        namespaces=namespaces,
+        swept=swept,
+    )
+    await _announce_failures(client, report)
+    return report
+
+
+async def _announce_failures(client: AsyncClient, report: CycleReport) -> None:
+    """A WARNING log line and a ``ScanFailed`` Event for every container not scanned."""
+    for workload in report.workloads:
+        for container in workload.containers:
+            if container.status == SCANNED or container.error is None:
+                continue
+            log.warning(
+                "scan failed for %s/%s/%s container %s (%s): %s: %s",
+                workload.namespace,
+                workload.kind,
+                workload.name,
+                container.name,
+                container.image,
+                container.error.kind,
+                container.error.message,
+            )
+            ref = _workload_ref(workload.namespace, workload.kind, workload.name)
+            await emit(
+                client,
+                scan_failed_event(
+                    ref, container.name, container.error.kind, container.error.message
+                ),
+            )
+
+
+def _workload_ref(namespace: str, kind: str, name: str) -> WorkloadRef:
+    return WorkloadRef(namespace=namespace, kind=kind, name=name)

@@ -1,0 +1,1 @@
+"""Kubernetes adapters (lightkube) and the plain data they hand to the pure core."""

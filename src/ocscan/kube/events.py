@@ -1,0 +1,67 @@
+"""Kubernetes Events that make scan failures visible where operators already look."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event
+
+from ocscan.kube.workloads import WorkloadRef
+
+log = logging.getLogger(__name__)
+
+REPORTING_COMPONENT = "ocscan"
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Pod": "v1",
+    "ReplicationController": "v1",
+}
+MESSAGE_LIMIT = 1024  # the API server truncates longer event messages anyway
+
+
+def scan_failed_event(workload: WorkloadRef, container: str, kind: str, message: str) -> Event:
+    """A Warning ``ScanFailed`` event on ``workload``; ``message`` must already be redacted."""
+    now = datetime.now(UTC)
+    text = f"container {container}: {kind}: {message}"[:MESSAGE_LIMIT]
+    return Event(
+        metadata=ObjectMeta(
+            generateName=f"{workload.name[:40]}.ocscan-", namespace=workload.namespace
+        ),
+        involvedObject=ObjectReference(
+            apiVersion=API_VERSIONS.get(workload.kind, "v1"),
+            kind=workload.kind,
+            name=workload.name,
+            namespace=workload.namespace,
+        ),
+        type="Warning",
+        reason="ScanFailed",
+        message=text,
+        source=EventSource(component=REPORTING_COMPONENT),
+        reportingComponent=REPORTING_COMPONENT,
+        reportingInstance=REPORTING_COMPONENT,
+        firstTimestamp=now,
+        lastTimestamp=now,
+        count=1,
+    )
+
+
+async def emit(client: AsyncClient, event: Event) -> bool:
+    """Create ``event``; a refusal is logged, never fatal to the cycle."""
+    try:
+        await client.create(event)
+    except ApiError as error:
+        log.warning(
+            "could not record event on %s: %s", event.involvedObject.name, error.status.message
+        )
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Consolidated results of a cycle, and the formats and sinks that deliver them."""

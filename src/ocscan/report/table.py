@@ -1,0 +1,75 @@
+"""Human-readable rendering of a cycle report for a terminal (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from ocscan.report.model import SCANNED, CycleReport
+from ocscan.scan.report import Severity
+
+SEVERITY_STYLES = {
+    "CRITICAL": "bold red",
+    "HIGH": "red",
+    "MEDIUM": "yellow",
+    "LOW": "cyan",
+    "UNKNOWN": "dim",
+}
+
+
+def workloads_table(report: CycleReport) -> Table:
+    """One row per (workload, container): status and vulnerability counts by severity."""
+    table = Table(title="Workloads", title_justify="left", expand=False)
+    for column in ("Namespace", "Workload", "Container", "Image", "Status"):
+        table.add_column(column, overflow="fold")
+    for severity in Severity:
+        table.add_column(severity.value[:4], justify="right", style=SEVERITY_STYLES[severity])
+    for workload in report.workloads:
+        for container in workload.containers:
+            counts = {s: 0 for s in Severity}
+            for finding in container.vulnerabilities:
+                counts[finding.severity] += 1
+            if container.status == SCANNED:
+                status = "[green]scanned[/]"
+            else:
+                message = container.error.message if container.error else ""
+                status = f"[bold red]{container.status}[/]\n[dim]{message}[/]"
+            table.add_row(
+                workload.namespace,
+                f"{workload.kind}/{workload.name}",
+                container.name,
+                container.image,
+                status,
+                *(str(counts[s]) if container.status == SCANNED else "-" for s in Severity),
+            )
+    return table
+
+
+def summary_tables(report: CycleReport) -> Group:
+    """The cycle's totals by severity and by status (failure kind)."""
+    cycle = report.cycle
+    severities = Table(title="Vulnerabilities by severity", title_justify="left")
+    severities.add_column("Severity")
+    severities.add_column("Findings", justify="right")
+    for severity in Severity:
+        count = cycle.by_severity.get(severity.value, 0)
+        severities.add_row(f"[{SEVERITY_STYLES[severity]}]{severity.value}[/]", str(count))
+    statuses = Table(title="Containers by status", title_justify="left")
+    statuses.add_column("Status")
+    statuses.add_column("Containers", justify="right")
+    for status, count in cycle.by_status.items():
+        style = "green" if status == SCANNED else "bold red"
+        statuses.add_row(f"[{style}]{status}[/]", str(count))
+    return Group(severities, statuses)
+
+
+def print_report(report: CycleReport, console: Console) -> None:
+    cycle = report.cycle
+    console.print(workloads_table(report))
+    console.print(summary_tables(report))
+    complete = "every namespace fully scanned" if cycle.complete else "some namespaces incomplete"
+    console.print(
+        f"{cycle.workloads} workloads, {cycle.containers} containers, "
+        f"{cycle.scan_targets} unique images, {cycle.scans} scans "
+        f"in {cycle.duration_seconds:.1f}s; {complete}."
+    )

@@ -1,0 +1,269 @@
+"""Running one scan target in its own scanner pod, with a temporary credential Secret.
+
+The order makes an unowned Secret impossible: the pod is created first (it waits in
+``CreateContainerConfigError``), then the Secret, already owned by that pod. The Secret is
+deleted as soon as the container has started (its env is resolved by then) or has ended,
+and again on every exit path; the pod after its log was read. Should the agent die
+in between, Kubernetes' garbage collector removes the Secret with its pod, and
+:meth:`ScanExecutor.sweep` removes leftovers at start-up and every cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Pod, Secret
+
+from ocscan.config import ScannerConfig
+from ocscan.registry.credential import RegistryCredential
+from ocscan.registry.keyring import CredentialMatch
+from ocscan.registry.reference import ImageReference
+from ocscan.scan.failure import FailureKind, ScanFailure, classify_failure, redact
+from ocscan.scan.outcome import ScanOutcome
+from ocscan.scan.plan import ScanTarget
+from ocscan.scan.podspec import (
+    MANAGED_SELECTOR,
+    SCANNER_CONTAINER,
+    credential_secret,
+    scanner_pod,
+)
+from ocscan.scan.podwatch import PodTracker, pod_summary
+from ocscan.scan.report import ReportError, ScanResult, parse_report
+from ocscan.scan.transport import REPORT_TOO_LARGE_EXIT, TransportError, unframe_report
+from ocscan.scan.trivy_command import ClientServer, build_trivy_command
+
+log = logging.getLogger(__name__)
+
+# A pod still waiting for its config this long after its Secret exists is broken.
+CONFIG_WAIT_SECONDS = 60.0
+
+
+def target_key(reference: ImageReference) -> str:
+    """A short, label-safe id of a target."""
+    return hashlib.sha256(str(reference).encode()).hexdigest()[:16]
+
+
+def _started_or_done(pod: Pod) -> bool:
+    status = pod.status
+    if status is None:
+        return False
+    if status.phase in ("Succeeded", "Failed"):
+        return True
+    return any(
+        cs.state is not None and (cs.state.running or cs.state.terminated)
+        for cs in status.containerStatuses or ()
+    )
+
+
+def _done(pod: Pod) -> bool:
+    return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
+
+
+def _terminated(pod: Pod) -> Any:
+    for cs in (pod.status and pod.status.containerStatuses) or ():
+        if cs.name == SCANNER_CONTAINER and cs.state is not None and cs.state.terminated:
+            return cs.state.terminated
+    return None
+
+
+def interpret(
+    pod: Pod,
+    log_text: str,
+    *,
+    image: str,
+    report_cap: int,
+    secrets: Sequence[str] = (),
+) -> ScanResult | ScanFailure:
+    """Turn a finished scanner pod and its log into a result or a classified failure."""
+    status = pod.status
+    terminated = _terminated(pod)
+    if status is not None and status.reason == "DeadlineExceeded":
+        message = f"scanner pod exceeded its deadline: {status.message or 'no message'}"
+        return ScanFailure(kind=FailureKind.TIMEOUT, message=redact(message, secrets))
+    if terminated is not None and terminated.reason == "OOMKilled":
+        return ScanFailure(
+            kind=FailureKind.OOM,
+            message="the scanner ran out of memory (OOMKilled); raise scanner.limits.memory",
+        )
+    exit_code = terminated.exitCode if terminated is not None else None
+    if exit_code == REPORT_TOO_LARGE_EXIT:
+        line = next((ln for ln in log_text.splitlines() if "report_too_large" in ln), "")
+        return ScanFailure(kind=FailureKind.REPORT_TOO_LARGE, message=line.strip())
+    if exit_code != 0:
+        return classify_failure(exit_code, log_text, secrets=secrets)
+    try:
+        return parse_report(unframe_report(log_text, cap=report_cap), image=image)
+    except TransportError as error:
+        return ScanFailure(kind=FailureKind(error.kind), message=error.message)
+    except ReportError as error:
+        return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=str(error))
+
+
+class ScanExecutor:
+    """Scans targets in scanner pods of the agent namespace; at most ``concurrency`` at once."""
+
+    def __init__(self, client: AsyncClient, config: ScannerConfig, tracker: PodTracker) -> None:
+        self._client = client
+        self._config = config
+        self._tracker = tracker
+        self._gate = asyncio.Semaphore(config.concurrency)
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self.secrets_alive = 0
+
+    @property
+    def namespace(self) -> str:
+        return self._config.namespace
+
+    async def scan(self, target: ScanTarget) -> ScanOutcome:
+        """Scan ``target``, trying its credentials in order while the registry says ``auth``."""
+        outcome = ScanOutcome()
+        candidates: list[CredentialMatch | None] = list(target.credentials) or [None]
+        for match in candidates:
+            credential = match.credential if match is not None else None
+            label = f"secret {match.source} (key {match.key})" if match else "no credentials"
+            outcome.attempts.append(label)
+            async with self._gate:
+                answer = await self._scan_once(target.reference, credential)
+            if isinstance(answer, ScanResult):
+                outcome.result, outcome.failure = answer, None
+                return outcome
+            outcome.failure = answer
+            if answer.kind != FailureKind.AUTH:
+                break
+        return outcome
+
+    async def _scan_once(
+        self, reference: ImageReference, credential: RegistryCredential | None
+    ) -> ScanResult | ScanFailure:
+        key = target_key(reference)
+        name = f"ocscan-scan-{key[:10]}-{secrets.token_hex(3)}"
+        # The server token comes from its own Secret via secretKeyRef, not from here.
+        command = build_trivy_command(
+            str(reference),
+            ClientServer(server_url=self._config.trivy_server),
+            credential=credential,
+            timeout=self._config.timeout_seconds,
+        )
+        manifest = scanner_pod(
+            name=name,
+            target_key=key,
+            image_ref=str(reference),
+            command=command,
+            config=self._config,
+        )
+        scrub = list(command.secret_values())
+        failed = True
+        secret_created = False
+        try:
+            created = await self._client.create(Pod.from_dict(manifest))
+            if credential is not None:
+                secret = credential_secret(
+                    name=name,
+                    namespace=self.namespace,
+                    target_key=key,
+                    owner_pod=created.to_dict(),
+                    command=command,
+                )
+                await self._client.create(Secret.from_dict(secret))
+                secret_created = True
+                self.secrets_alive += 1
+            deadline = self._config.timeout_seconds + self._config.deadline_margin_seconds + 30
+            async with asyncio.timeout(deadline):
+                try:
+                    async with asyncio.timeout(CONFIG_WAIT_SECONDS):
+                        await self._tracker.wait_for(name, _started_or_done)
+                except TimeoutError:
+                    pod = await self._client.get(Pod, name, namespace=self.namespace)
+                    return ScanFailure(
+                        kind=FailureKind.SCANNER_ERROR,
+                        message=f"scanner pod {self.namespace}/{name} did not start: "
+                        + redact(pod_summary(pod), scrub),
+                    )
+                if secret_created:
+                    secret_created = not await self._delete_secret(name)
+                pod = await self._tracker.wait_for(name, _done)
+            log_text = await self._read_log(name)
+            answer = interpret(
+                pod,
+                log_text,
+                image=str(reference),
+                report_cap=self._config.report_cap_bytes,
+                secrets=scrub,
+            )
+            failed = isinstance(answer, ScanFailure)
+            return answer
+        except TimeoutError:
+            return ScanFailure(
+                kind=FailureKind.TIMEOUT,
+                message=f"scanner pod {self.namespace}/{name} did not finish within {deadline}s",
+            )
+        except ApiError as error:
+            return ScanFailure(
+                kind=FailureKind.SCANNER_ERROR,
+                message=f"Kubernetes API refused the scanner pod {self.namespace}/{name}: "
+                + redact(error.status.message or str(error.status.code), scrub),
+            )
+        finally:
+            # Runs to the end even when this scan is cancelled; drain() waits for it.
+            cleanup = asyncio.create_task(self._cleanup(name, secret_created, keep_pod=failed))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+            await asyncio.shield(cleanup)
+
+    async def drain(self) -> None:
+        """Wait for the cleanups of cancelled scans to finish."""
+        while self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    async def _read_log(self, name: str) -> str:
+        lines = [
+            line
+            async for line in self._client.log(
+                name, namespace=self.namespace, container=SCANNER_CONTAINER
+            )
+        ]
+        return "".join(lines)
+
+    async def _delete_secret(self, name: str) -> bool:
+        try:
+            await self._client.delete(Secret, name, namespace=self.namespace)
+        except ApiError as error:
+            if error.status.code != 404:
+                log.warning(
+                    "could not delete temporary secret %s/%s: %s",
+                    self.namespace,
+                    name,
+                    error.status.message,
+                )
+                return False
+        self.secrets_alive -= 1
+        return True
+
+    async def _cleanup(self, name: str, secret_alive: bool, *, keep_pod: bool) -> None:
+        if secret_alive:
+            await self._delete_secret(name)
+        self._tracker.forget(name)
+        if keep_pod and self._config.keep_failed_pods:
+            return
+        with contextlib.suppress(ApiError):
+            await self._client.delete(Pod, name, namespace=self.namespace, grace_period=0)
+
+    async def sweep(self) -> int:
+        """Delete managed Secrets and scanner pods that a crashed agent left behind."""
+        removed = 0
+        for resource in (Secret, Pod):
+            async for obj in self._client.list(
+                resource, namespace=self.namespace, labels=MANAGED_SELECTOR
+            ):
+                with contextlib.suppress(ApiError):
+                    await self._client.delete(resource, obj.metadata.name, namespace=self.namespace)
+                    removed += 1
+        return removed

@@ -1,0 +1,183 @@
+"""Planning: one scan target per running image digest, fanned out to every container running it.
+
+Pure. Input: pod snapshots, the owner index, service accounts' pull-secret names and the
+pull secrets fetched by name. Output: :class:`ScanPlan`. Credentials are matched per image
+with the kubelet's rules, so a target only ever carries credentials for its own registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocscan.errors import InvalidReferenceError
+from ocscan.kube.workloads import (
+    ContainerType,
+    OwnerIndex,
+    PodSnapshot,
+    WorkloadRef,
+    top_level_workload,
+)
+from ocscan.registry.keyring import CredentialMatch
+from ocscan.registry.pullsecrets import PullCredentials, resolve_pull_credentials
+from ocscan.registry.reference import ImageReference, image_id_digest, parse_reference
+
+SecretKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ContainerUse:
+    """One (workload, container) that runs a target's image."""
+
+    workload: WorkloadRef
+    container: str
+    container_type: ContainerType
+    image: str  # as written in the pod spec
+    pod: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretProblem:
+    """A pull secret that a use needed but could not provide credentials."""
+
+    secret: str  # namespace/name
+    kind: str  # "secret_missing" | "secret_invalid"
+    reason: str
+
+
+@dataclass(slots=True)
+class ScanTarget:
+    """One image to scan, the credentials to try in order, and every use it fans out to."""
+
+    reference: ImageReference  # what the scanner pulls: registry/repository@digest when known
+    credentials: list[CredentialMatch] = field(default_factory=list)
+    uses: list[ContainerUse] = field(default_factory=list)
+    secrets_consulted: list[str] = field(default_factory=list)  # namespace/name, try order
+    secret_problems: list[SecretProblem] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return str(self.reference)
+
+
+@dataclass(frozen=True, slots=True)
+class UnplannedUse:
+    """A container that cannot be scanned at all, e.g. its image reference is invalid."""
+
+    use: ContainerUse
+    kind: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ScanPlan:
+    targets: list[ScanTarget]
+    unplanned: list[UnplannedUse]
+
+    @property
+    def use_count(self) -> int:
+        return sum(len(t.uses) for t in self.targets) + len(self.unplanned)
+
+
+def scan_reference(spec_image: str, image_id: str | None) -> ImageReference:
+    """The reference to scan: the spec image's repository at the digest the node runs.
+
+    The repository comes from the spec (that is what the kubelet matched credentials
+    against); the digest from ``imageID`` when the runtime reported one.
+    """
+    spec = parse_reference(spec_image)
+    digest = image_id_digest(image_id) if image_id else None
+    if digest is None:
+        return spec
+    return ImageReference(
+        registry=spec.registry, repository=spec.repository, tag=None, digest=digest
+    )
+
+
+def pull_secret_keys(
+    pods: Iterable[PodSnapshot], service_accounts: Mapping[SecretKey, tuple[str, ...] | None]
+) -> set[SecretKey]:
+    """Every pull secret the plan will read: fetch each once, by name."""
+    keys: set[SecretKey] = set()
+    for pod in pods:
+        for name in _pull_secret_names(pod, service_accounts):
+            keys.add((pod.namespace, name))
+    return keys
+
+
+def _pull_secret_names(
+    pod: PodSnapshot, service_accounts: Mapping[SecretKey, tuple[str, ...] | None]
+) -> tuple[str, ...]:
+    # The ServiceAccount admission plugin copies the SA's secrets only into pods that list none.
+    if pod.pull_secret_names:
+        return pod.pull_secret_names
+    return service_accounts.get((pod.namespace, pod.service_account)) or ()
+
+
+def plan_scans(
+    pods: Iterable[PodSnapshot],
+    owners: OwnerIndex,
+    service_accounts: Mapping[SecretKey, tuple[str, ...] | None],
+    secrets: Mapping[SecretKey, Mapping[str, Any] | None],
+    unreadable: Mapping[SecretKey, str] | None = None,
+) -> ScanPlan:
+    """Group every container by the image it runs and attach the credentials to try.
+
+    ``secrets`` maps each pull secret read by name to its object (None: not found);
+    ``unreadable`` maps the ones the API refused to the reason. Targets and uses come out
+    sorted, so the same cluster gives the same plan.
+    """
+    unreadable = unreadable or {}
+    targets: dict[str, ScanTarget] = {}
+    unplanned: list[UnplannedUse] = []
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        workload = top_level_workload(pod, owners)
+        names = list(_pull_secret_names(pod, service_accounts))
+        refused = [
+            SecretProblem(
+                f"{pod.namespace}/{name}",
+                "secret_invalid",
+                f"cannot be read: {unreadable[(pod.namespace, name)]}",
+            )
+            for name in names
+            if (pod.namespace, name) in unreadable
+        ]
+        names = [name for name in names if (pod.namespace, name) not in unreadable]
+        pod_secrets = {name: secrets.get((pod.namespace, name)) for name in names}
+        for container in pod.containers:
+            use = ContainerUse(workload, container.name, container.type, container.image, pod.name)
+            try:
+                reference = scan_reference(container.image, container.image_id)
+            except InvalidReferenceError as error:
+                unplanned.append(UnplannedUse(use, "not_found", str(error)))
+                continue
+            target = targets.setdefault(str(reference), ScanTarget(reference=reference))
+            target.uses.append(use)
+            pulled = resolve_pull_credentials(reference, names, pod_secrets, pod.namespace)
+            _merge_credentials(target, pulled)
+            target.secret_problems.extend(p for p in refused if p not in target.secret_problems)
+    for target in targets.values():
+        target.uses = sorted(set(target.uses))
+    ordered = sorted(targets.values(), key=lambda t: t.key)
+    return ScanPlan(targets=ordered, unplanned=sorted(unplanned, key=lambda u: u.use))
+
+
+def _merge_credentials(target: ScanTarget, pulled: PullCredentials) -> None:
+    # First come first tried; the same credential from two workloads is tried once.
+    known = {match.credential.identity for match in target.credentials}
+    for match in pulled.matches:
+        if match.credential.identity not in known:
+            known.add(match.credential.identity)
+            target.credentials.append(match)
+    for name in pulled.tried:
+        if name not in target.secrets_consulted:
+            target.secrets_consulted.append(name)
+    for name in pulled.missing:
+        problem = SecretProblem(name, "secret_missing", "not found")
+        if problem not in target.secret_problems:
+            target.secret_problems.append(problem)
+    for name, reason in pulled.invalid:
+        problem = SecretProblem(name, "secret_invalid", reason)
+        if problem not in target.secret_problems:
+            target.secret_problems.append(problem)

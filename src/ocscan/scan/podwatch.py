@@ -1,0 +1,123 @@
+"""One watch on the scanner pods of the agent namespace, shared by every running scan.
+
+API calls stay flat however many scans run: one watch stream (re-opened when it drops),
+plus a rare GET for a pod when no event arrived for a while, so a stuck stream can
+never hang a scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import OnErrorResult, on_error_retry
+
+from ocscan.scan.podspec import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 10.0
+WATCH_RETRY_SECONDS = 1.0
+
+
+def _retry_after_pause(error: Exception, count: int) -> OnErrorResult:
+    result = on_error_retry(error, count)
+    result.sleep = min(WATCH_RETRY_SECONDS * count, 10.0)
+    return result
+
+
+class PodTracker:
+    """The latest known state of each scanner pod, and a way to wait for a condition."""
+
+    def __init__(self, client: AsyncClient, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._pods: dict[str, Pod] = {}
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodTracker:
+        self._task = asyncio.create_task(self._run(), name="ocscan-pod-watch")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "scanner"}
+        while True:
+            try:
+                stream = self._client.watch(
+                    Pod, namespace=self._namespace, labels=labels, on_error=_retry_after_pause
+                )
+                async for event, pod in stream:
+                    await self._record(pod, deleted=event == "DELETED")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the stream itself failed: reopen it from scratch
+                log.warning("scanner pod watch failed, reopening: %s", error)
+                await asyncio.sleep(WATCH_RETRY_SECONDS)
+
+    async def _record(self, pod: Pod, *, deleted: bool) -> None:
+        name = pod.metadata.name if pod.metadata else None
+        if not name:
+            return
+        async with self._changed:
+            if deleted:
+                self._pods.pop(name, None)
+            else:
+                self._pods[name] = pod
+            self._changed.notify_all()
+
+    async def _refresh(self, name: str) -> None:
+        try:
+            pod = await self._client.get(Pod, name, namespace=self._namespace)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+            return
+        except Exception as error:  # transient: the next recheck tries again
+            log.debug("GET pod %s failed: %s", name, error)
+            return
+        await self._record(pod, deleted=False)
+
+    async def wait_for(self, name: str, condition: Callable[[Pod], bool]) -> Pod:
+        """Wait until pod ``name`` satisfies ``condition``; the caller bounds the wait."""
+        while True:
+            async with self._changed:
+                pod = self._pods.get(name)
+                if pod is not None and condition(pod):
+                    return pod
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), RECHECK_SECONDS)
+                    continue
+            await self._refresh(name)
+
+    def forget(self, name: str) -> None:
+        self._pods.pop(name, None)
+
+
+def pod_summary(pod: Any) -> str:
+    """A short description of a pod's state for messages."""
+    status = pod.status
+    if status is None:
+        return "no status yet"
+    parts = [status.phase or "Unknown"]
+    if status.reason:
+        parts.append(status.reason)
+    for cs in status.containerStatuses or ():
+        state = cs.state
+        if state and state.waiting:
+            parts.append(f"{state.waiting.reason}: {state.waiting.message or ''}".strip())
+        elif state and state.terminated:
+            parts.append(f"terminated {state.terminated.reason} ({state.terminated.exitCode})")
+    return ", ".join(parts)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lightkube.core.selector import build_selector
+
+from ocscan.config import ConfigError, load_config, parse_config
+from ocscan.kube.selector import InvalidSelectorError, parse_label_selector
+
+
+@pytest.mark.parametrize(
+    ("text", "encoded"),
+    [
+        ("app=web", "app=web"),
+        ("app==web,tier!=db", "app=web,tier!=db"),
+        ("env in (prod, staging),!legacy", "env in (prod,staging),!legacy"),
+        ("team notin (a),owner", "team notin (a),owner"),
+        ("app.kubernetes.io/name=x", "app.kubernetes.io/name=x"),
+    ],
+)
+def test_label_selectors_reach_the_api_unchanged(text: str, encoded: str) -> None:
+    assert build_selector(parse_label_selector(text)) == encoded
+
+
+@pytest.mark.parametrize("text", ["", "app=web,", "a b", "x in y"])
+def test_bad_selectors_name_the_selector(text: str) -> None:
+    with pytest.raises(InvalidSelectorError, match="invalid label selector"):
+        parse_label_selector(text)
+
+
+def test_defaults_when_no_file() -> None:
+    config = load_config(None)
+    assert config.scanner.concurrency == 10
+    assert config.targets.namespaces == []
+
+
+def test_unknown_and_bad_keys_are_named_by_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"scanner": {"concurency": 3, "timeout_seconds": "soon"}, "extra": 1})
+    message = str(caught.value)
+    assert "scanner.concurency" in message
+    assert "scanner.timeout_seconds" in message
+    assert "extra" in message
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "ocscan.yaml"
+    path.write_text("scanner: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"ocscan\.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_valid_file(tmp_path: Path) -> None:
+    path = tmp_path / "ocscan.yaml"
+    path.write_text("targets:\n  namespaces: [shop]\nscanner:\n  concurrency: 4\n")
+    config = load_config(path)
+    assert config.targets.namespaces == ["shop"]
+    assert config.scanner.concurrency == 4
