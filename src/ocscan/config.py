@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from ocscan.errors import OcscanError
 
@@ -119,15 +121,67 @@ class CycleConfig(_Strict):
     page_size: int = Field(500, ge=10, le=5000, description="Objects per page when listing.")
 
 
+class LeaderElectionConfig(_Strict):
+    enabled: bool = Field(True, description="Only the replica holding the Lease scans.")
+    lease_name: str = Field("ocscan-leader", description="Lease in the agent namespace.")
+    lease_duration_seconds: int = Field(
+        15, ge=5, description="A lease not renewed this long is taken over."
+    )
+    renew_seconds: float = Field(5.0, gt=0, description="How often the holder renews the lease.")
+
+
+class GitLabConfig(_Strict):
+    """The GitLab agent API (self-managed GitLab)."""
+
+    url: str = Field(description="GitLab base URL, e.g. https://gitlab.example.com.")
+    agent_id: str = Field(description="The GitLab agent's id.")
+    token_file: Path = Field(description="File holding the agent token.")
+    kas_secret_file: Path = Field(description="File holding GitLab's KAS shared secret (base64).")
+
+
+class SinksConfig(_Strict):
+    """Where each cycle's results go."""
+
+    json_file: Path | None = Field(None, description="Write the cycle report (JSON) here.")
+    gitlab_report_file: Path | None = Field(
+        None, description="Write a GitLab container-scanning report here."
+    )
+    vulnerability_reports: bool = Field(True, description="Write VulnerabilityReport resources.")
+    gitlab: GitLabConfig | None = Field(None, description="Send findings to the GitLab agent API.")
+
+
+class AgentConfig(_Strict):
+    """The long-running agent."""
+
+    schedule: str = Field("0 */6 * * *", description="Cron expression (UTC) of the cycles.")
+    run_at_start: bool = Field(True, description="Run one cycle as soon as this replica leads.")
+    listen_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
+    listen_port: int = Field(8080, ge=0, le=65535, description="Port of those endpoints.")
+    shutdown_grace_seconds: float = Field(
+        25.0, gt=0, description="On SIGTERM, time to cancel and clean up running scans."
+    )
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"not a five-field cron expression: {value!r}")
+        return value
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
     targets: TargetsConfig = Field(default_factory=TargetsConfig)
     scanner: ScannerConfig = Field(default_factory=ScannerConfig)
     cycle: CycleConfig = Field(default_factory=CycleConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    leader_election: LeaderElectionConfig = Field(default_factory=LeaderElectionConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
 
 
-def _error_path(error: dict[str, Any]) -> str:
+def _error_path(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 

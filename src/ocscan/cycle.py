@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from lightkube import AsyncClient
 
@@ -41,6 +42,14 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class CycleObserver(Protocol):
+    """Receives what happens during a cycle, e.g. to update metrics."""
+
+    def scan_finished(self, outcome: ScanOutcome) -> None: ...
+
+    def secret_count(self, alive: int) -> None: ...
+
+
 def scope_of(config: Config) -> DiscoveryScope:
     targets = config.targets
     return DiscoveryScope(
@@ -62,13 +71,22 @@ async def _plan(client: AsyncClient, config: Config) -> tuple[ScanPlan, set[str]
 
 
 async def run_cycle(
-    client: AsyncClient, config: Config, *, on_progress: ProgressCallback | None = None
+    client: AsyncClient,
+    config: Config,
+    *,
+    on_progress: ProgressCallback | None = None,
+    observer: CycleObserver | None = None,
 ) -> CycleReport:
     """Run one cycle and return its report; failures of single images are in the report."""
     started = datetime.now(UTC)
     tracker = PodTracker(client, config.scanner.namespace)
     async with tracker:
-        executor = ScanExecutor(client, config.scanner, tracker)
+        executor = ScanExecutor(
+            client,
+            config.scanner,
+            tracker,
+            on_secret_count=observer.secret_count if observer else None,
+        )
         swept = await executor.sweep()
         if swept:
             log.warning("removed %d scanner objects left by an earlier agent", swept)
@@ -83,6 +101,8 @@ async def run_cycle(
             finally:
                 progress.running -= 1
             outcomes[target.key] = outcome
+            if observer:
+                observer.scan_finished(outcome)
             progress.done += 1
             progress.failed += outcome.failure is not None
             if on_progress:

@@ -92,12 +92,13 @@ def pod_snapshot(pod: Pod) -> PodSnapshot:
     """The scan-relevant view of a lightkube Pod."""
     meta, spec, status = pod.metadata, pod.spec, pod.status
     assert meta is not None and spec is not None  # the API always sets both
+    init_statuses = status.initContainerStatuses if status else None
+    statuses = status.containerStatuses if status else None
+    ephemeral_statuses = status.ephemeralContainerStatuses if status else None
     containers = [
-        *_containers(spec.initContainers, status and status.initContainerStatuses, "init"),
-        *_containers(spec.containers, status and status.containerStatuses, "container"),
-        *_containers(
-            spec.ephemeralContainers, status and status.ephemeralContainerStatuses, "ephemeral"
-        ),
+        *_containers(spec.initContainers, init_statuses, "init"),
+        *_containers(spec.containers, statuses, "container"),
+        *_containers(spec.ephemeralContainers, ephemeral_statuses, "ephemeral"),
     ]
     return PodSnapshot(
         namespace=meta.namespace or "",

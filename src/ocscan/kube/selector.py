@@ -25,7 +25,9 @@ _EXISTS = re.compile(rf"^(!?)\s*({_KEY})$")
 
 def _split_terms(selector: str) -> list[str]:
     # Commas inside "(a,b)" belong to a set, not to the term list.
-    terms, depth, current = [], 0, []
+    terms: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in selector:
         depth += char == "("
         depth -= char == ")"

@@ -15,8 +15,9 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -110,13 +111,31 @@ def interpret(
 class ScanExecutor:
     """Scans targets in scanner pods of the agent namespace; at most ``concurrency`` at once."""
 
-    def __init__(self, client: AsyncClient, config: ScannerConfig, tracker: PodTracker) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        config: ScannerConfig,
+        tracker: PodTracker,
+        *,
+        on_secret_count: Callable[[int], None] | None = None,
+    ) -> None:
         self._client = client
         self._config = config
         self._tracker = tracker
         self._gate = asyncio.Semaphore(config.concurrency)
         self._cleanups: set[asyncio.Task[None]] = set()
-        self.secrets_alive = 0
+        self._on_secret_count = on_secret_count
+        self._secrets_alive = 0
+
+    @property
+    def secrets_alive(self) -> int:
+        """Temporary Secrets this executor created and has not deleted yet."""
+        return self._secrets_alive
+
+    def _count_secret(self, delta: int) -> None:
+        self._secrets_alive += delta
+        if self._on_secret_count is not None:
+            self._on_secret_count(self._secrets_alive)
 
     @property
     def namespace(self) -> str:
@@ -125,6 +144,7 @@ class ScanExecutor:
     async def scan(self, target: ScanTarget) -> ScanOutcome:
         """Scan ``target``, trying its credentials in order while the registry says ``auth``."""
         outcome = ScanOutcome()
+        started = time.monotonic()
         candidates: list[CredentialMatch | None] = list(target.credentials) or [None]
         for match in candidates:
             credential = match.credential if match is not None else None
@@ -132,6 +152,7 @@ class ScanExecutor:
             outcome.attempts.append(label)
             async with self._gate:
                 answer = await self._scan_once(target.reference, credential)
+            outcome.seconds = time.monotonic() - started
             if isinstance(answer, ScanResult):
                 outcome.result, outcome.failure = answer, None
                 return outcome
@@ -163,7 +184,7 @@ class ScanExecutor:
         failed = True
         secret_created = False
         try:
-            created = await self._client.create(Pod.from_dict(manifest))
+            created = await self._client.create(cast(Pod, Pod.from_dict(manifest)))
             if credential is not None:
                 secret = credential_secret(
                     name=name,
@@ -172,9 +193,9 @@ class ScanExecutor:
                     owner_pod=created.to_dict(),
                     command=command,
                 )
-                await self._client.create(Secret.from_dict(secret))
+                await self._client.create(cast(Secret, Secret.from_dict(secret)))
                 secret_created = True
-                self.secrets_alive += 1
+                self._count_secret(+1)
             deadline = self._config.timeout_seconds + self._config.deadline_margin_seconds + 30
             async with asyncio.timeout(deadline):
                 try:
@@ -244,7 +265,7 @@ class ScanExecutor:
                     error.status.message,
                 )
                 return False
-        self.secrets_alive -= 1
+        self._count_secret(-1)
         return True
 
     async def _cleanup(self, name: str, secret_alive: bool, *, keep_pod: bool) -> None:
@@ -258,12 +279,21 @@ class ScanExecutor:
 
     async def sweep(self) -> int:
         """Delete managed Secrets and scanner pods that a crashed agent left behind."""
+        names: list[tuple[type[Secret] | type[Pod], str]] = []
+        async for secret in self._client.list(
+            Secret, namespace=self.namespace, labels=MANAGED_SELECTOR
+        ):
+            names.append((Secret, _name_of(secret)))
+        async for pod in self._client.list(Pod, namespace=self.namespace, labels=MANAGED_SELECTOR):
+            names.append((Pod, _name_of(pod)))
         removed = 0
-        for resource in (Secret, Pod):
-            async for obj in self._client.list(
-                resource, namespace=self.namespace, labels=MANAGED_SELECTOR
-            ):
-                with contextlib.suppress(ApiError):
-                    await self._client.delete(resource, obj.metadata.name, namespace=self.namespace)
-                    removed += 1
+        for resource, name in names:
+            with contextlib.suppress(ApiError):
+                await self._client.delete(resource, name, namespace=self.namespace)
+                removed += 1
         return removed
+
+
+def _name_of(obj: Secret | Pod) -> str:
+    assert obj.metadata is not None and obj.metadata.name is not None
+    return obj.metadata.name

@@ -15,3 +15,4 @@ class ScanOutcome:
     result: ScanResult | None = None
     failure: ScanFailure | None = None
     attempts: list[str] = field(default_factory=list)  # "secret ns/name (key host)" per try
+    seconds: float = 0.0  # wall time of all attempts

@@ -131,6 +131,7 @@ def plan_scans(
     unreadable = unreadable or {}
     targets: dict[str, ScanTarget] = {}
     unplanned: list[UnplannedUse] = []
+    resolved: dict[tuple[str, tuple[str, ...], str], PullCredentials] = {}
     for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
         workload = top_level_workload(pod, owners)
         names = list(_pull_secret_names(pod, service_accounts))
@@ -154,8 +155,13 @@ def plan_scans(
                 continue
             target = targets.setdefault(str(reference), ScanTarget(reference=reference))
             target.uses.append(use)
-            pulled = resolve_pull_credentials(reference, names, pod_secrets, pod.namespace)
-            _merge_credentials(target, pulled)
+            # Replicas share their secrets: resolve each (secrets, repository) pair once.
+            memo_key = (pod.namespace, tuple(names), reference.name)
+            pulled = resolved.get(memo_key)
+            if pulled is None:
+                pulled = resolve_pull_credentials(reference, names, pod_secrets, pod.namespace)
+                resolved[memo_key] = pulled
+            _merge_credentials(target, pulled, pod.namespace)
             target.secret_problems.extend(p for p in refused if p not in target.secret_problems)
     for target in targets.values():
         target.uses = sorted(set(target.uses))
@@ -163,7 +169,7 @@ def plan_scans(
     return ScanPlan(targets=ordered, unplanned=sorted(unplanned, key=lambda u: u.use))
 
 
-def _merge_credentials(target: ScanTarget, pulled: PullCredentials) -> None:
+def _merge_credentials(target: ScanTarget, pulled: PullCredentials, namespace: str) -> None:
     # First come first tried; the same credential from two workloads is tried once.
     known = {match.credential.identity for match in target.credentials}
     for match in pulled.matches:
@@ -171,13 +177,15 @@ def _merge_credentials(target: ScanTarget, pulled: PullCredentials) -> None:
             known.add(match.credential.identity)
             target.credentials.append(match)
     for name in pulled.tried:
-        if name not in target.secrets_consulted:
-            target.secrets_consulted.append(name)
-    for name in pulled.missing:
-        problem = SecretProblem(name, "secret_missing", "not found")
-        if problem not in target.secret_problems:
-            target.secret_problems.append(problem)
-    for name, reason in pulled.invalid:
-        problem = SecretProblem(name, "secret_invalid", reason)
-        if problem not in target.secret_problems:
-            target.secret_problems.append(problem)
+        qualified = f"{namespace}/{name}"
+        if qualified not in target.secrets_consulted:
+            target.secrets_consulted.append(qualified)
+    problems = [
+        SecretProblem(f"{namespace}/{name}", "secret_missing", "not found")
+        for name in pulled.missing
+    ]
+    problems += [
+        SecretProblem(f"{namespace}/{bad.name}", "secret_invalid", bad.reason)
+        for bad in pulled.invalid
+    ]
+    target.secret_problems.extend(p for p in problems if p not in target.secret_problems)

@@ -19,7 +19,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "ocscan"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 TARGET_LABEL = "ocscan.io/target"
-MANAGED_SELECTOR = {MANAGED_BY_LABEL: MANAGED_BY}
+MANAGED_SELECTOR: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY}
 
 SCANNER_CONTAINER = "scanner"
 SCRATCH_PATH = "/scratch"

@@ -1,0 +1,1 @@
+"""The long-running agent: schedule, leader election, metrics, health, graceful shutdown."""
