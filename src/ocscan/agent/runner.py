@@ -26,7 +26,7 @@ from ocscan.report.model import CycleReport
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[CycleReport], Awaitable[None]]
+Deliver = Callable[[CycleReport], Awaitable[object]]
 
 
 def default_identity() -> str:

@@ -148,6 +148,8 @@ class ScanExecutor:
         candidates: list[CredentialMatch | None] = list(target.credentials) or [None]
         for match in candidates:
             credential = match.credential if match is not None else None
+            if credential is not None and not any(credential.reveal()):
+                credential = None  # an entry without credentials means an anonymous pull
             label = f"secret {match.source} (key {match.key})" if match else "no credentials"
             outcome.attempts.append(label)
             async with self._gate:
@@ -278,22 +280,25 @@ class ScanExecutor:
             await self._client.delete(Pod, name, namespace=self.namespace, grace_period=0)
 
     async def sweep(self) -> int:
-        """Delete managed Secrets and scanner pods that a crashed agent left behind."""
-        names: list[tuple[type[Secret] | type[Pod], str]] = []
-        async for secret in self._client.list(
-            Secret, namespace=self.namespace, labels=MANAGED_SELECTOR
-        ):
-            names.append((Secret, _name_of(secret)))
-        async for pod in self._client.list(Pod, namespace=self.namespace, labels=MANAGED_SELECTOR):
-            names.append((Pod, _name_of(pod)))
-        removed = 0
-        for resource, name in names:
-            with contextlib.suppress(ApiError):
-                await self._client.delete(resource, name, namespace=self.namespace)
-                removed += 1
-        return removed
+        """Delete the scanner pods and Secrets that a crashed agent left behind.
+
+        Each Secret has its pod's name and is owned by it, so listing managed pods finds
+        them all without ever listing Secrets; one whose pod is already gone is removed by
+        Kubernetes' garbage collector.
+        """
+        names = [
+            _name_of(pod)
+            async for pod in self._client.list(
+                Pod, namespace=self.namespace, labels=MANAGED_SELECTOR
+            )
+        ]
+        for name in names:
+            for resource in (Secret, Pod):
+                with contextlib.suppress(ApiError):
+                    await self._client.delete(resource, name, namespace=self.namespace)
+        return len(names)
 
 
-def _name_of(obj: Secret | Pod) -> str:
+def _name_of(obj: Pod) -> str:
     assert obj.metadata is not None and obj.metadata.name is not None
     return obj.metadata.name

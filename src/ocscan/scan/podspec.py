@@ -63,7 +63,8 @@ def scanner_pod(
         {"name": "DOCKER_CONFIG", "value": AUTH_PATH if dockerconfig else SCRATCH_PATH},
     ]
     if config.trivy_token_secret:
-        env.append(_secret_env(TOKEN_ENV, config.trivy_token_secret, "token"))
+        # Optional: a server started without a token accepts clients without one.
+        env.append(_secret_env(TOKEN_ENV, config.trivy_token_secret, "token", optional=True))
     env.extend(_secret_env(variable, name, variable) for variable in sorted(command.secret_env))
     volume_mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_PATH}]
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "4Gi"}}]
