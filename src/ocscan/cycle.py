@@ -18,7 +18,6 @@ from lightkube import AsyncClient
 from ocscan.config import Config
 from ocscan.kube.discovery import Discovery, DiscoveryScope
 from ocscan.kube.events import emit, scan_failed_event
-from ocscan.kube.workloads import WorkloadRef
 from ocscan.report.consolidate import consolidate
 from ocscan.report.model import SCANNED, CycleReport
 from ocscan.scan.executor import ScanExecutor
@@ -147,14 +146,6 @@ async def _announce_failures(client: AsyncClient, report: CycleReport) -> None:
                 container.error.kind,
                 container.error.message,
             )
-            ref = _workload_ref(workload.namespace, workload.kind, workload.name)
-            await emit(
-                client,
-                scan_failed_event(
-                    ref, container.name, container.error.kind, container.error.message
-                ),
-            )
-
-
-def _workload_ref(namespace: str, kind: str, name: str) -> WorkloadRef:
-    return WorkloadRef(namespace=namespace, kind=kind, name=name)
+            error = container.error
+            event = scan_failed_event(workload.ref, container.name, error.kind, error.message)
+            await emit(client, event)

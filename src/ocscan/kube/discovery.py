@@ -67,7 +67,7 @@ class ClusterSnapshot:
 def _controller_of(metadata: Any) -> OwnerLink | None:
     for ref in metadata.ownerReferences or ():
         if ref.controller:
-            return OwnerLink(kind=ref.kind, name=ref.name, uid=ref.uid)
+            return OwnerLink(kind=ref.kind, name=ref.name, uid=ref.uid, api_version=ref.apiVersion)
     return None
 
 
@@ -108,6 +108,7 @@ def pod_snapshot(pod: Pod) -> PodSnapshot:
         pull_secret_names=tuple(ref.name for ref in spec.imagePullSecrets or () if ref.name),
         containers=tuple(containers),
         labels=dict(meta.labels or {}),
+        uid=meta.uid or "",
     )
 
 

@@ -16,16 +16,6 @@ from ocscan.kube.workloads import WorkloadRef
 log = logging.getLogger(__name__)
 
 REPORTING_COMPONENT = "ocscan"
-API_VERSIONS = {
-    "Deployment": "apps/v1",
-    "ReplicaSet": "apps/v1",
-    "StatefulSet": "apps/v1",
-    "DaemonSet": "apps/v1",
-    "Job": "batch/v1",
-    "CronJob": "batch/v1",
-    "Pod": "v1",
-    "ReplicationController": "v1",
-}
 MESSAGE_LIMIT = 1024  # the API server truncates longer event messages anyway
 
 
@@ -38,10 +28,11 @@ def scan_failed_event(workload: WorkloadRef, container: str, kind: str, message:
             generateName=f"{workload.name[:40]}.ocscan-", namespace=workload.namespace
         ),
         involvedObject=ObjectReference(
-            apiVersion=API_VERSIONS.get(workload.kind, "v1"),
+            apiVersion=workload.resolved_api_version or None,
             kind=workload.kind,
             name=workload.name,
             namespace=workload.namespace,
+            uid=workload.uid or None,
         ),
         type="Warning",
         reason="ScanFailed",

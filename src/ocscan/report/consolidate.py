@@ -74,7 +74,13 @@ def consolidate(
         seen.add(key)
         report = workloads.setdefault(
             workload,
-            WorkloadReport(namespace=workload.namespace, kind=workload.kind, name=workload.name),
+            WorkloadReport(
+                namespace=workload.namespace,
+                kind=workload.kind,
+                name=workload.name,
+                api_version=workload.resolved_api_version,
+                uid=workload.uid,
+            ),
         )
         report.containers.append(container)
         if container.status != SCANNED:

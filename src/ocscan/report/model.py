@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ocscan.kube.workloads import WorkloadRef
 from ocscan.scan.report import Finding, OperatingSystem
 
 SCANNED = "scanned"
@@ -39,7 +40,13 @@ class WorkloadReport(BaseModel):
     namespace: str
     kind: str
     name: str
+    api_version: str = ""
+    uid: str = ""
     containers: list[ContainerReport] = Field(default_factory=list)
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return WorkloadRef(self.namespace, self.kind, self.name, self.api_version, self.uid)
 
 
 class CycleSummary(BaseModel):

@@ -53,7 +53,7 @@ class PodTracker:
                 await self._task
 
     async def _run(self) -> None:
-        labels = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "scanner"}
+        labels: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "scanner"}
         while True:
             try:
                 stream = self._client.watch(
