@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ocscan import __version__
-from ocscan.cli import creds, sandbox, scan, scan_image
+from ocscan.cli import agent, creds, sandbox, scan, scan_image
 
 app = typer.Typer(
     name="ocscan",
@@ -31,7 +31,7 @@ def _root(
     """Operational container scanning for Kubernetes, private registries included."""
 
 
-for _module in (creds, scan, scan_image, sandbox):
+for _module in (creds, scan, scan_image, agent, sandbox):
     _module.register(app)
 
 

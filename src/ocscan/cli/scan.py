@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx2
 import typer
+from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ocscan.config import Config, ConfigError, TargetsConfig, load_config
 from ocscan.cycle import Progress as CycleProgress
 from ocscan.cycle import run_cycle
+from ocscan.deliver import Delivery, gitlab_report_json, write_atomically
 from ocscan.kube.client import ClusterUnreachableError, make_client
 from ocscan.report.model import CycleReport
 from ocscan.report.table import print_report
@@ -27,6 +29,7 @@ EXIT_CLUSTER_UNREACHABLE = 4
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
+    gitlab = "gitlab"
 
 
 def _with_targets(config: Config, namespaces: list[str], excluded: list[str]) -> Config:
@@ -41,34 +44,49 @@ def _with_targets(config: Config, namespaces: list[str], excluded: list[str]) ->
 
 
 async def _run(
-    config: Config, kubeconfig: Path | None, context: str | None, show_progress: bool
+    config: Config,
+    kubeconfig: Path | None,
+    context: str | None,
+    *,
+    show_progress: bool,
+    deliver: bool,
 ) -> CycleReport:
     client = make_client(kubeconfig, context)
     try:
-        if not show_progress:
-            return await run_cycle(client, config)
-        columns = (
-            TextColumn("scanning images"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[running]} scanner pods running, {task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("scan", total=None, running=0, failed=0)
-
-            def update(progress: CycleProgress) -> None:
-                bar.update(
-                    task,
-                    total=progress.total,
-                    completed=progress.done,
-                    running=progress.running,
-                    failed=progress.failed,
-                )
-
-            return await run_cycle(client, config, on_progress=update)
+        report = await _cycle(client, config, show_progress)
+        if deliver:
+            results = await Delivery(client, config).deliver(report)
+            failed = [name for name, ok in results.items() if not ok]
+            if failed:
+                Console(stderr=True).print(f"[red]delivery failed:[/] {', '.join(failed)}")
+        return report
     finally:
         await client.close()
+
+
+async def _cycle(client: AsyncClient, config: Config, show_progress: bool) -> CycleReport:
+    if not show_progress:
+        return await run_cycle(client, config)
+    columns = (
+        TextColumn("scanning images"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[running]} scanner pods running, {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("scan", total=None, running=0, failed=0)
+
+        def update(progress: CycleProgress) -> None:
+            bar.update(
+                task,
+                total=progress.total,
+                completed=progress.done,
+                running=progress.running,
+                failed=progress.failed,
+            )
+
+        return await run_cycle(client, config, on_progress=update)
 
 
 def scan(
@@ -89,17 +107,24 @@ def scan(
     output: Path | None = typer.Option(
         None, help="Write the report to this file instead of stdout."
     ),
+    deliver: bool = typer.Option(
+        False, help="Also deliver to the sinks of --config (files, VulnerabilityReports, GitLab)."
+    ),
 ) -> None:
     """Scan every image that live workloads run, once per running digest."""
     err = Console(stderr=True)
     try:
         config = _with_targets(load_config(config_file), namespace, exclude_namespace)
+        if deliver:
+            Delivery.check(config.sinks)
     except ConfigError as error:
         err.print(f"[red]bad configuration:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_BAD_CONFIG) from None
     show_progress = output_format == OutputFormat.table and sys.stderr.isatty()
     try:
-        report = asyncio.run(_run(config, kubeconfig, context, show_progress))
+        report = asyncio.run(
+            _run(config, kubeconfig, context, show_progress=show_progress, deliver=deliver)
+        )
     except ClusterUnreachableError as error:
         err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
@@ -111,18 +136,21 @@ def scan(
     except httpx2.HTTPError as error:
         err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
-    if output_format == OutputFormat.json:
-        document = report.model_dump_json(indent=2)
+    if output_format == OutputFormat.table:
         if output is not None:
-            output.write_text(document + "\n")
+            with output.open("w") as handle:
+                print_report(report, Console(file=handle, width=160))
         else:
-            sys.stdout.write(document + "\n")
+            print_report(report, Console())
         return
-    if output is not None:
-        with output.open("w") as handle:
-            print_report(report, Console(file=handle, width=160))
+    if output_format == OutputFormat.json:
+        document = report.model_dump_json(indent=2) + "\n"
     else:
-        print_report(report, Console())
+        document = gitlab_report_json(report, config)
+    if output is not None:
+        write_atomically(output, document)
+    else:
+        sys.stdout.write(document)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ from ocscan.report.model import (
 from ocscan.scan.report import Cvss, Finding, OperatingSystem, Severity
 
 STARTED = datetime(2026, 11, 27, 2, 0, 0, 123456, tzinfo=UTC)
+WORKLOAD_UID = "6f1c1d5e-5b0e-4a51-9d53-1f0e0f6c2a10"
 ALPINE = OperatingSystem(family="alpine", name="3.19.1")
 DIGEST = "sha256:" + "8246839b" * 8
 NVD = Cvss(
@@ -96,9 +97,16 @@ class Build:
         namespace: str = "shop",
         kind: str = "Deployment",
         name: str = "web",
+        uid: str = WORKLOAD_UID,
+        api_version: str = "",
     ) -> WorkloadReport:
         return WorkloadReport(
-            namespace=namespace, kind=kind, name=name, containers=list(containers)
+            namespace=namespace,
+            kind=kind,
+            name=name,
+            uid=uid,
+            api_version=api_version,
+            containers=list(containers),
         )
 
     @staticmethod
