@@ -60,6 +60,12 @@ class ScannerConfig(_Strict):
     timeout_seconds: int = Field(
         300, ge=10, le=6 * 3600, description="Trivy's own timeout for one scan."
     )
+    start_timeout_seconds: int = Field(
+        300,
+        ge=5,
+        description="How long a scanner pod may wait to start (scheduling, image pull);"
+        " image pull errors fail at once.",
+    )
     deadline_margin_seconds: int = Field(
         60,
         ge=5,

@@ -21,7 +21,7 @@ MESSAGE_LIMIT = 1024  # the API server truncates longer event messages anyway
 
 def scan_failed_event(workload: WorkloadRef, container: str, kind: str, message: str) -> Event:
     """A Warning ``ScanFailed`` event on ``workload``; ``message`` must already be redacted."""
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)  # metav1.Time has whole seconds
     text = f"container {container}: {kind}: {message}"[:MESSAGE_LIMIT]
     return Event(
         metadata=ObjectMeta(

@@ -17,23 +17,23 @@ from ocscan.report.model import (
 )
 from ocscan.scan.failure import FailureKind, ScanFailure
 from ocscan.scan.outcome import ScanOutcome
-from ocscan.scan.plan import ScanPlan, ScanTarget
+from ocscan.scan.plan import ContainerUse, ScanPlan, ScanTarget
 
 
-def explain_failure(target: ScanTarget, outcome: ScanOutcome) -> ScanFailure:
+def explain_failure(target: ScanTarget, outcome: ScanOutcome, use: ContainerUse) -> ScanFailure:
     """The failure as users need to read it: which secrets were tried for which registry.
 
-    An ``auth`` refusal after a pull secret was missing or malformed is reported as that
-    secret's problem, since fixing the secret is what makes the scan work.
+    An ``auth`` refusal of a use whose pull secret is missing or malformed is reported as
+    that secret's problem, since fixing the secret is what makes the scan work.
     """
     failure = outcome.failure
     assert failure is not None
     registry = target.reference.registry
     if failure.kind != FailureKind.AUTH:
         return failure
-    if not target.credentials and target.secret_problems:
-        problem = target.secret_problems[0]
-        others = len(target.secret_problems) - 1
+    if not target.credentials and use.problems:
+        problem = use.problems[0]
+        others = len(use.problems) - 1
         more = f" (and {others} more)" if others else ""
         message = (
             f"pull secret {problem.secret} {problem.reason}{more}; "
@@ -96,9 +96,9 @@ def consolidate(
                 )
             )
         scans += len(outcome.attempts)
-        failure = explain_failure(target, outcome) if outcome.failure else None
         result = outcome.result
         for use in target.uses:
+            failure = explain_failure(target, outcome, use) if outcome.failure else None
             add(
                 use.workload,
                 ContainerReport(

@@ -43,8 +43,17 @@ from ocscan.scan.trivy_command import ClientServer, build_trivy_command
 
 log = logging.getLogger(__name__)
 
-# A pod still waiting for its config this long after its Secret exists is broken.
-CONFIG_WAIT_SECONDS = 60.0
+# Waiting reasons that no amount of waiting fixes: fail the scan at once.
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
 
 
 def target_key(reference: ImageReference) -> str:
@@ -62,6 +71,19 @@ def _started_or_done(pod: Pod) -> bool:
         cs.state is not None and (cs.state.running or cs.state.terminated)
         for cs in status.containerStatuses or ()
     )
+
+
+def _stuck(pod: Pod) -> str | None:
+    """``reason: message`` when the scanner container cannot start by itself."""
+    for cs in (pod.status and pod.status.containerStatuses) or ():
+        waiting = cs.state.waiting if cs.state else None
+        if waiting is not None and waiting.reason in STUCK_REASONS:
+            return f"{waiting.reason}: {waiting.message or ''}".strip()
+    return None
+
+
+def _started_done_or_stuck(pod: Pod) -> bool:
+    return _started_or_done(pod) or _stuck(pod) is not None
 
 
 def _done(pod: Pod) -> bool:
@@ -198,17 +220,23 @@ class ScanExecutor:
                 await self._client.create(cast(Secret, Secret.from_dict(secret)))
                 secret_created = True
                 self._count_secret(+1)
-            deadline = self._config.timeout_seconds + self._config.deadline_margin_seconds + 30
+            config = self._config
+            deadline = (
+                config.start_timeout_seconds
+                + config.timeout_seconds
+                + config.deadline_margin_seconds
+            )
             async with asyncio.timeout(deadline):
                 try:
-                    async with asyncio.timeout(CONFIG_WAIT_SECONDS):
-                        await self._tracker.wait_for(name, _started_or_done)
+                    async with asyncio.timeout(self._config.start_timeout_seconds):
+                        pod = await self._tracker.wait_for(name, _started_done_or_stuck)
                 except TimeoutError:
                     pod = await self._client.get(Pod, name, namespace=self.namespace)
+                if not _started_or_done(pod):
                     return ScanFailure(
                         kind=FailureKind.SCANNER_ERROR,
                         message=f"scanner pod {self.namespace}/{name} did not start: "
-                        + redact(pod_summary(pod), scrub),
+                        + redact(_stuck(pod) or pod_summary(pod), scrub),
                     )
                 if secret_created:
                     secret_created = not await self._delete_secret(name)

@@ -135,9 +135,17 @@ def classify_failure(
         text = next((e.text for e in reported if e.level == "FATAL"), errors[-1])
     elif exit_code is not None and exit_code < 0:
         text = f"trivy was killed by signal {-exit_code}"
+    elif not reported and (last_line := _last_line(output)):
+        # Not Trivy's own log format (e.g. the shell could not start it): its last words.
+        text = f"exit status {exit_code}: {last_line}"
     else:
         text = f"trivy exited with status {exit_code} and reported no error"
     return _failure(FailureKind.SCANNER_ERROR, text, secrets)
+
+
+def _last_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 @dataclass(frozen=True)

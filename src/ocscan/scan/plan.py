@@ -1,8 +1,14 @@
-"""Planning: one scan target per running image digest, fanned out to every container running it.
+"""Planning: one scan target per running image digest and credentials, fanned out to every
+container that runs it.
 
 Pure. Input: pod snapshots, the owner index, service accounts' pull-secret names and the
 pull secrets fetched by name. Output: :class:`ScanPlan`. Credentials are matched per image
 with the kubelet's rules, so a target only ever carries credentials for its own registry.
+
+Workloads that run the same digest with the same credentials share one scan. A workload
+whose credentials differ (another account, a stale password, a deleted secret) gets a scan
+of its own: it is the only way to know that its pull secret still works, and a pull secret
+that silently stopped working is what ocscan exists to reveal.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ from ocscan.registry.reference import ImageReference, image_id_digest, parse_ref
 SecretKey = tuple[str, str]  # (namespace, name)
 
 
+@dataclass(frozen=True, slots=True)
+class SecretProblem:
+    """A pull secret that a pod lists but that gave no credentials."""
+
+    secret: str  # namespace/name
+    kind: str  # "secret_missing" | "secret_invalid"
+    reason: str
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ContainerUse:
     """One (workload, container) that runs a target's image."""
@@ -35,15 +50,7 @@ class ContainerUse:
     container_type: ContainerType
     image: str  # as written in the pod spec
     pod: str
-
-
-@dataclass(frozen=True, slots=True)
-class SecretProblem:
-    """A pull secret that a use needed but could not provide credentials."""
-
-    secret: str  # namespace/name
-    kind: str  # "secret_missing" | "secret_invalid"
-    reason: str
+    problems: tuple[SecretProblem, ...] = field(default=(), compare=False)
 
 
 @dataclass(slots=True)
@@ -54,11 +61,14 @@ class ScanTarget:
     credentials: list[CredentialMatch] = field(default_factory=list)
     uses: list[ContainerUse] = field(default_factory=list)
     secrets_consulted: list[str] = field(default_factory=list)  # namespace/name, try order
-    secret_problems: list[SecretProblem] = field(default_factory=list)
 
     @property
     def key(self) -> str:
-        return str(self.reference)
+        """Unique within a plan: the reference, plus which credentials (by identity)."""
+        if not self.credentials:
+            return str(self.reference)
+        identities = ",".join(match.credential.identity for match in self.credentials)
+        return f"{self.reference} with {identities}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,63 +139,69 @@ def plan_scans(
     sorted, so the same cluster gives the same plan.
     """
     unreadable = unreadable or {}
-    targets: dict[str, ScanTarget] = {}
+    targets: dict[tuple[str, tuple[str, ...]], ScanTarget] = {}
     unplanned: list[UnplannedUse] = []
     resolved: dict[tuple[str, tuple[str, ...], str], PullCredentials] = {}
     for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
         workload = top_level_workload(pod, owners)
-        names = list(_pull_secret_names(pod, service_accounts))
-        refused = [
+        listed = _pull_secret_names(pod, service_accounts)
+        refused = tuple(
             SecretProblem(
                 f"{pod.namespace}/{name}",
                 "secret_invalid",
                 f"cannot be read: {unreadable[(pod.namespace, name)]}",
             )
-            for name in names
+            for name in listed
             if (pod.namespace, name) in unreadable
-        ]
-        names = [name for name in names if (pod.namespace, name) not in unreadable]
+        )
+        names = tuple(name for name in listed if (pod.namespace, name) not in unreadable)
         pod_secrets = {name: secrets.get((pod.namespace, name)) for name in names}
         for container in pod.containers:
-            use = ContainerUse(workload, container.name, container.type, container.image, pod.name)
             try:
                 reference = scan_reference(container.image, container.image_id)
             except InvalidReferenceError as error:
+                use = ContainerUse(
+                    workload, container.name, container.type, container.image, pod.name
+                )
                 unplanned.append(UnplannedUse(use, "not_found", str(error)))
                 continue
-            target = targets.setdefault(str(reference), ScanTarget(reference=reference))
-            target.uses.append(use)
             # Replicas share their secrets: resolve each (secrets, repository) pair once.
-            memo_key = (pod.namespace, tuple(names), reference.name)
+            memo_key = (pod.namespace, names, reference.name)
             pulled = resolved.get(memo_key)
             if pulled is None:
                 pulled = resolve_pull_credentials(reference, names, pod_secrets, pod.namespace)
                 resolved[memo_key] = pulled
-            _merge_credentials(target, pulled, pod.namespace)
-            target.secret_problems.extend(p for p in refused if p not in target.secret_problems)
+            use = ContainerUse(
+                workload,
+                container.name,
+                container.type,
+                container.image,
+                pod.name,
+                problems=refused + _problems(pulled, pod.namespace),
+            )
+            identities = tuple(match.credential.identity for match in pulled.matches)
+            target = targets.get((str(reference), identities))
+            if target is None:
+                target = ScanTarget(reference=reference, credentials=list(pulled.matches))
+                targets[(str(reference), identities)] = target
+            target.uses.append(use)
+            for name in pulled.tried:
+                qualified = f"{pod.namespace}/{name}"
+                if qualified not in target.secrets_consulted:
+                    target.secrets_consulted.append(qualified)
     for target in targets.values():
         target.uses = sorted(set(target.uses))
     ordered = sorted(targets.values(), key=lambda t: t.key)
     return ScanPlan(targets=ordered, unplanned=sorted(unplanned, key=lambda u: u.use))
 
 
-def _merge_credentials(target: ScanTarget, pulled: PullCredentials, namespace: str) -> None:
-    # First come first tried; the same credential from two workloads is tried once.
-    known = {match.credential.identity for match in target.credentials}
-    for match in pulled.matches:
-        if match.credential.identity not in known:
-            known.add(match.credential.identity)
-            target.credentials.append(match)
-    for name in pulled.tried:
-        qualified = f"{namespace}/{name}"
-        if qualified not in target.secrets_consulted:
-            target.secrets_consulted.append(qualified)
-    problems = [
+def _problems(pulled: PullCredentials, namespace: str) -> tuple[SecretProblem, ...]:
+    missing = [
         SecretProblem(f"{namespace}/{name}", "secret_missing", "not found")
         for name in pulled.missing
     ]
-    problems += [
+    invalid = [
         SecretProblem(f"{namespace}/{bad.name}", "secret_invalid", bad.reason)
         for bad in pulled.invalid
     ]
-    target.secret_problems.extend(p for p in problems if p not in target.secret_problems)
+    return (*missing, *invalid)

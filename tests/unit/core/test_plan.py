@@ -118,9 +118,36 @@ def test_missing_and_unreadable_secrets_are_recorded() -> None:
     p = pod("p", [("c", "reg.a:5000/x:1", None)], secrets=("gone", "locked"))
     plan = plan_scans([p], {}, {}, {("shop", "gone"): None}, {("shop", "locked"): "forbidden"})
     (target,) = plan.targets
-    kinds = {(problem.secret, problem.kind) for problem in target.secret_problems}
+    (use,) = target.uses
+    kinds = {(problem.secret, problem.kind) for problem in use.problems}
     assert kinds == {("shop/gone", "secret_missing"), ("shop/locked", "secret_invalid")}
     assert target.credentials == []
+
+
+def test_same_digest_with_other_credentials_is_scanned_again() -> None:
+    # A stale password must be tried for real: sharing web's working scan would hide it.
+    stale = {("shop", "stale"): dockerconfig_secret("stale", {"reg.a:5000": ("alice", "expired")})}
+    image = "reg.a:5000/team/app:1"
+    running = f"reg.a:5000/team/app@{DIGEST_A}"
+    pods = replicas("web", 2, image, DIGEST_A)
+    pods.append(pod("legacy-0", [("app", image, running)], secrets=("stale",)))
+    pods.append(pod("orphan-0", [("app", image, running)], secrets=("deleted",)))
+    pods.append(pod("public-0", [("app", image, running)]))
+    plan = plan_scans(pods, OWNERS, {}, {**SECRETS, **stale})
+    assert len(plan.targets) == 3  # web's credentials, the stale ones, none at all
+    anonymous = next(t for t in plan.targets if not t.credentials)
+    problems = {u.pod: [p.kind for p in u.problems] for u in anonymous.uses}
+    assert problems == {"orphan-0": ["secret_missing"], "public-0": []}
+
+
+def test_the_same_credentials_in_two_secrets_share_one_scan() -> None:
+    twin = {("shop", "copy"): dockerconfig_secret("copy", {"reg.a:5000": ("alice", CANARY)})}
+    image = "reg.a:5000/team/app:1"
+    pods = [
+        pod("a", [("app", image, f"reg.a:5000/team/app@{DIGEST_A}")], secrets=("pull",)),
+        pod("b", [("app", image, f"reg.a:5000/team/app@{DIGEST_A}")], secrets=("copy",)),
+    ]
+    assert len(plan_scans(pods, {}, {}, {**SECRETS, **twin}).targets) == 1
 
 
 def test_running_digest_wins_over_the_tag_and_missing_digest_falls_back() -> None:

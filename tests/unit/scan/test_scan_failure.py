@@ -196,3 +196,11 @@ def test_classified_message_never_carries_a_secret(prefix: str, secret: str, use
     for value in (secret, username):
         assert value not in message
         assert " ".join(value.split()) not in message or not value.split()
+
+
+def test_output_that_is_not_trivys_keeps_its_last_words() -> None:
+    # The shell of a scanner pod could not start trivy at all.
+    failure = classify_failure(127, "sh: 1: trivy: not found\n")
+
+    assert failure.kind is FailureKind.SCANNER_ERROR
+    assert failure.message == "exit status 127: sh: 1: trivy: not found"
