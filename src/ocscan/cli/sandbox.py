@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from pydantic import ValidationError
 
-from ocscan.sandbox.daemon import LOG_FILE, PID_FILE, STATE_FILE, load_advisories
 from ocscan.sandbox.processes import ProcessRecord, stop_pid
+from ocscan.sandbox.state import LOG_FILE, PID_FILE, STATE_FILE
 
 START_TIMEOUT = 120.0
 
@@ -47,11 +46,16 @@ def up(
     pid_file = directory / PID_FILE
     if pid_file.exists() and ProcessRecord.read(pid_file).is_running():
         _fail(f"a sandbox already runs in {directory}; `ocscan sandbox down --dir {directory}`")
+    try:
+        # The emulator's dependencies come with the extra: check before forking a server.
+        from ocscan.sandbox.daemon import AdvisoriesError, load_advisories
+    except ImportError as error:
+        _fail(f"{error}; install the sandbox extra: pip install 'ocscan[sandbox]'")
     if advisories is not None:
         try:
             load_advisories(advisories)
-        except (OSError, ValidationError, ValueError) as error:
-            _fail(f"--advisories {advisories}: {str(error).splitlines()[0]}")
+        except AdvisoriesError as error:
+            _fail(f"--advisories {error}")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / STATE_FILE).unlink(missing_ok=True)
     argv = [sys.executable, "-m", "ocscan.sandbox.daemon", "--dir", str(directory)]

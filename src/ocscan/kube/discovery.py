@@ -19,6 +19,7 @@ from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
 
+from ocscan.kube.retry import retrying
 from ocscan.kube.selector import parse_label_selector
 from ocscan.kube.workloads import (
     ContainerSnapshot,
@@ -133,14 +134,18 @@ class Discovery:
         return None
 
     async def _list(self, resource: Any, namespace: str, *, labels: Any = None) -> list[Any]:
-        stream = self._client.list(
-            resource,
-            namespace=namespace,
-            chunk_size=self._page_size,
-            labels=labels,
-            fields=self._exclusions(),
-        )
-        return [item async for item in stream]
+        async def read_all() -> list[Any]:
+            stream = self._client.list(
+                resource,
+                namespace=namespace,
+                chunk_size=self._page_size,
+                labels=labels,
+                fields=self._exclusions(),
+            )
+            return [item async for item in stream]
+
+        # A failed page restarts the list: a continue token may not outlive the failure.
+        return await retrying(read_all, what=f"list {resource.__name__} in {namespace}")
 
     async def snapshot(self) -> ClusterSnapshot:
         """Pods, their owners' owners and the service accounts' pull secrets."""
@@ -180,7 +185,10 @@ class Discovery:
             namespace, name = key
             async with gate:
                 try:
-                    secret = await self._client.get(Secret, name, namespace=namespace)
+                    secret = await retrying(
+                        lambda: self._client.get(Secret, name, namespace=namespace),
+                        what=f"get secret {namespace}/{name}",
+                    )
                 except ApiError as error:
                     if error.status.code == 404:
                         fetched.secrets[key] = None

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
 
+from ocscan.kube.retry import retrying
 from ocscan.kube.workloads import WorkloadRef
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,13 @@ def scan_failed_event(workload: WorkloadRef, container: str, kind: str, message:
 
 async def emit(client: AsyncClient, event: Event) -> bool:
     """Create ``event``; a refusal is logged, never fatal to the cycle."""
+    target = event.involvedObject.name
     try:
-        await client.create(event)
+        await retrying(lambda: client.create(event), what=f"create event on {target}")
     except ApiError as error:
-        log.warning(
-            "could not record event on %s: %s", event.involvedObject.name, error.status.message
-        )
+        log.warning("could not record event on %s: %s", target, error.status.message)
+        return False
+    except httpx2.TransportError as error:
+        log.warning("could not record event on %s: %s", target, type(error).__name__)
         return False
     return True

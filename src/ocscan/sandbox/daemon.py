@@ -12,21 +12,32 @@ import signal
 import threading
 from pathlib import Path
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
+from ocscan.sandbox.errors import SandboxError
 from ocscan.sandbox.stack import Sandbox
+from ocscan.sandbox.state import STATE_FILE
 from ocscan.sandbox.trivydb import SAMPLE_ADVISORIES, Advisory
 
-STATE_FILE = "sandbox.json"
-PID_FILE = "sandbox.pid"
-LOG_FILE = "sandbox.log"
+
+class AdvisoriesError(SandboxError):
+    """An advisories file cannot be used; the message names each bad entry and field."""
 
 
 def load_advisories(path: Path | None) -> list[Advisory]:
     """The advisories of FILE (a JSON list), or the built-in sample set."""
     if path is None:
         return list(SAMPLE_ADVISORIES)
-    return TypeAdapter(list[Advisory]).validate_json(path.read_bytes())
+    try:
+        return TypeAdapter(list[Advisory]).validate_json(path.read_bytes())
+    except OSError as error:
+        raise AdvisoriesError(f"{path}: cannot read: {error.strerror}") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"entry {'.'.join(str(part) for part in e['loc']) or '(top)'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise AdvisoriesError(f"{path}: {problems}") from None
 
 
 def serve(directory: Path, advisories: list[Advisory]) -> None:

@@ -149,6 +149,7 @@ class Sandbox:
         self.kube: KubeEmulator | None = None
         self.cluster: SandboxCluster | None = None
         self.images: dict[str, SampleImage] = {}
+        self._served_registries: set[str] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Sandbox:
         self.registry = RegistryServer.start(
             directory / "registry", {REGISTRY_USER: self.registry_password}
         )
+        self.add_registry(self.registry.address)
         for spec in (SAMPLE_APP, SAMPLE_MINIMAL, SAMPLE_CLEAN):
             self.images[spec.repository] = push_sample(self.registry, spec, self.credential)
         cache = directory / "trivy-db"
@@ -175,7 +177,7 @@ class Sandbox:
         kubelet = KubeletConfig(
             runnable=(RunnableImage(SCANNER_IMAGE, entrypoint=("trivy",)),),
             # The registry's images resolve for real; the scanner image needs no pull.
-            images=ImagePuller(registries={self.registry.address}, fake_digests=True),
+            images=ImagePuller(registries=self._served_registries, fake_digests=True),
             state_dir=directory / "kubelet",
             path=f"{trivy_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             services={TRIVY_SERVICE: self.trivy.address},
@@ -186,7 +188,7 @@ class Sandbox:
         self.kube.write_kubeconfig(self.kubeconfig)
         self._agent_namespace()
         if self.samples:
-            self._sample_workloads()
+            self.create_samples()
         self.config_file.write_text(yaml.safe_dump(self.ocscan_config()))
 
     def stop(self) -> None:
@@ -271,6 +273,10 @@ class Sandbox:
         namespace = obj["metadata"].get("namespace") if rtype.namespaced else None
         return store.create(rtype, namespace, obj)
 
+    def add_registry(self, address: str) -> None:
+        """Let the kubelet pull from ``address`` for real (images elsewhere get fake digests)."""
+        self._served_registries.add(address)
+
     def namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
@@ -306,7 +312,7 @@ class Sandbox:
             }
         )
 
-    def _sample_workloads(self) -> None:
+    def create_samples(self) -> None:
         """The workloads the demo scans: good, service-account, CronJob, and two broken."""
         app = self.image(SAMPLE_APP.repository).reference
         minimal = self.image(SAMPLE_MINIMAL.repository).reference
@@ -355,6 +361,7 @@ class Sandbox:
         self.apply(deployment("legacy", "shop", app, pull_secrets=["stale-pull"]))
         self.apply(deployment("orphan", "shop", minimal, pull_secrets=["deleted-pull"]))
         self.wait_for_running("shop", 5)
+        self.wait_for_running("batch", 1)
 
     def wait_for_running(self, namespace: str, count: int, timeout: float = 30.0) -> None:
         """Wait until ``count`` pods of ``namespace`` run; SandboxError naming the others."""

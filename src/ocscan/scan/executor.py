@@ -17,13 +17,16 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod, Secret
 
 from ocscan.config import ScannerConfig
+from ocscan.kube.retry import retrying
 from ocscan.registry.credential import RegistryCredential
 from ocscan.registry.keyring import CredentialMatch
 from ocscan.registry.reference import ImageReference
@@ -42,6 +45,8 @@ from ocscan.scan.transport import REPORT_TOO_LARGE_EXIT, TransportError, unframe
 from ocscan.scan.trivy_command import ClientServer, build_trivy_command
 
 log = logging.getLogger(__name__)
+
+_Created = TypeVar("_Created", Pod, Secret)
 
 # Waiting reasons that no amount of waiting fixes: fail the scan at once.
 STUCK_REASONS = frozenset(
@@ -147,17 +152,20 @@ class ScanExecutor:
         self._gate = asyncio.Semaphore(config.concurrency)
         self._cleanups: set[asyncio.Task[None]] = set()
         self._on_secret_count = on_secret_count
-        self._secrets_alive = 0
+        self._alive: set[str] = set()
 
     @property
     def secrets_alive(self) -> int:
         """Temporary Secrets this executor created and has not deleted yet."""
-        return self._secrets_alive
+        return len(self._alive)
 
-    def _count_secret(self, delta: int) -> None:
-        self._secrets_alive += delta
+    def _count_secret(self, name: str, delta: int) -> None:
+        if delta > 0:
+            self._alive.add(name)
+        else:
+            self._alive.discard(name)
         if self._on_secret_count is not None:
-            self._on_secret_count(self._secrets_alive)
+            self._on_secret_count(len(self._alive))
 
     @property
     def namespace(self) -> str:
@@ -206,9 +214,15 @@ class ScanExecutor:
         )
         scrub = list(command.secret_values())
         failed = True
-        secret_created = False
+        # Set before the create call: a create whose answer was lost may still have worked.
+        secret_attempted = False
+        deadline = (
+            self._config.start_timeout_seconds
+            + self._config.timeout_seconds
+            + self._config.deadline_margin_seconds
+        )
         try:
-            created = await self._client.create(cast(Pod, Pod.from_dict(manifest)))
+            created = await self._create(cast(Pod, Pod.from_dict(manifest)), name)
             if credential is not None:
                 secret = credential_secret(
                     name=name,
@@ -217,31 +231,30 @@ class ScanExecutor:
                     owner_pod=created.to_dict(),
                     command=command,
                 )
-                await self._client.create(cast(Secret, Secret.from_dict(secret)))
-                secret_created = True
-                self._count_secret(+1)
-            config = self._config
-            deadline = (
-                config.start_timeout_seconds
-                + config.timeout_seconds
-                + config.deadline_margin_seconds
-            )
+                secret_attempted = True
+                await self._create(cast(Secret, Secret.from_dict(secret)), name)
+                self._count_secret(name, +1)
             async with asyncio.timeout(deadline):
                 try:
                     async with asyncio.timeout(self._config.start_timeout_seconds):
                         pod = await self._tracker.wait_for(name, _started_done_or_stuck)
                 except TimeoutError:
-                    pod = await self._client.get(Pod, name, namespace=self.namespace)
+                    pod = await retrying(
+                        lambda: self._client.get(Pod, name, namespace=self.namespace),
+                        what=f"get pod {self.namespace}/{name}",
+                    )
                 if not _started_or_done(pod):
                     return ScanFailure(
                         kind=FailureKind.SCANNER_ERROR,
                         message=f"scanner pod {self.namespace}/{name} did not start: "
                         + redact(_stuck(pod) or pod_summary(pod), scrub),
                     )
-                if secret_created:
-                    secret_created = not await self._delete_secret(name)
+                if secret_attempted:
+                    secret_attempted = not await self._delete_secret(name)
                 pod = await self._tracker.wait_for(name, _done)
-            log_text = await self._read_log(name)
+            log_text = await retrying(
+                lambda: self._read_log(name), what=f"read log of {self.namespace}/{name}"
+            )
             answer = interpret(
                 pod,
                 log_text,
@@ -262,12 +275,32 @@ class ScanExecutor:
                 message=f"Kubernetes API refused the scanner pod {self.namespace}/{name}: "
                 + redact(error.status.message or str(error.status.code), scrub),
             )
+        except httpx2.TransportError as error:
+            return ScanFailure(
+                kind=FailureKind.SCANNER_ERROR,
+                message=f"Kubernetes API unreachable while scanning in {self.namespace}/{name}: "
+                f"{type(error).__name__}",
+            )
         finally:
             # Runs to the end even when this scan is cancelled; drain() waits for it.
-            cleanup = asyncio.create_task(self._cleanup(name, secret_created, keep_pod=failed))
+            cleanup = asyncio.create_task(self._cleanup(name, secret_attempted, keep_pod=failed))
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
             await asyncio.shield(cleanup)
+
+    async def _create(self, obj: _Created, name: str) -> _Created:
+        """Create ``obj``; a retry that meets 409 finds the object its lost answer made."""
+        kind = type(obj).__name__
+
+        async def attempt() -> _Created:
+            try:
+                return await self._client.create(obj)
+            except ApiError as error:
+                if error.status.code != 409:
+                    raise
+                return await self._client.get(type(obj), name, namespace=self.namespace)
+
+        return await retrying(attempt, what=f"create {kind} {self.namespace}/{name}")
 
     async def drain(self) -> None:
         """Wait for the cleanups of cancelled scans to finish."""
@@ -284,8 +317,12 @@ class ScanExecutor:
         return "".join(lines)
 
     async def _delete_secret(self, name: str) -> bool:
+        """True once the Secret is gone (deleted now, or already)."""
         try:
-            await self._client.delete(Secret, name, namespace=self.namespace)
+            await retrying(
+                lambda: self._client.delete(Secret, name, namespace=self.namespace),
+                what=f"delete secret {self.namespace}/{name}",
+            )
         except ApiError as error:
             if error.status.code != 404:
                 log.warning(
@@ -295,7 +332,11 @@ class ScanExecutor:
                     error.status.message,
                 )
                 return False
-        self._count_secret(-1)
+        except httpx2.TransportError as error:
+            log.warning("could not delete temporary secret %s/%s: %s",
+                        self.namespace, name, type(error).__name__)  # fmt: skip
+            return False
+        self._count_secret(name, -1)
         return True
 
     async def _cleanup(self, name: str, secret_alive: bool, *, keep_pod: bool) -> None:
@@ -304,8 +345,12 @@ class ScanExecutor:
         self._tracker.forget(name)
         if keep_pod and self._config.keep_failed_pods:
             return
-        with contextlib.suppress(ApiError):
-            await self._client.delete(Pod, name, namespace=self.namespace, grace_period=0)
+        # Should this fail too, the pod's Secret is gone with it or the next sweep finds it.
+        with contextlib.suppress(ApiError, httpx2.TransportError):
+            await retrying(
+                lambda: self._client.delete(Pod, name, namespace=self.namespace, grace_period=0),
+                what=f"delete pod {self.namespace}/{name}",
+            )
 
     async def sweep(self) -> int:
         """Delete the scanner pods and Secrets that a crashed agent left behind.
@@ -314,16 +359,22 @@ class ScanExecutor:
         them all without ever listing Secrets; one whose pod is already gone is removed by
         Kubernetes' garbage collector.
         """
-        names = [
-            _name_of(pod)
-            async for pod in self._client.list(
-                Pod, namespace=self.namespace, labels=MANAGED_SELECTOR
-            )
-        ]
+
+        async def managed_pods() -> list[str]:
+            pods = self._client.list(Pod, namespace=self.namespace, labels=MANAGED_SELECTOR)
+            return [_name_of(pod) async for pod in pods]
+
+        names = await retrying(managed_pods, what=f"list scanner pods in {self.namespace}")
         for name in names:
             for resource in (Secret, Pod):
+                # A scanner has nothing to shut down gracefully: remove it at once.
+                delete = partial(
+                    self._client.delete, resource, name, namespace=self.namespace, grace_period=0
+                )
                 with contextlib.suppress(ApiError):
-                    await self._client.delete(resource, name, namespace=self.namespace)
+                    await retrying(
+                        delete, what=f"delete {resource.__name__} {self.namespace}/{name}"
+                    )
         return len(names)
 
 

@@ -1,0 +1,5 @@
+"""``python -m ocscan``: the same as the ``ocscan`` command."""
+
+from ocscan.cli import main
+
+main()

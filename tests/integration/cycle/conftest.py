@@ -1,0 +1,50 @@
+"""One sandbox per test session (per xdist worker): the real registry, Trivy server, the
+Kubernetes emulator and its process kubelet. Every object version the API stores is
+recorded, so tests can prove what never appeared in any of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from cycle_support import ObjectRecorder
+
+from ocscan.sandbox.stack import Sandbox
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    for binary in ("docker-registry", "htpasswd"):
+        if shutil.which(binary) is None:
+            message = f"{binary} is not installed (make test installs it)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+    stack = Sandbox(tmp_path_factory.mktemp("sandbox"), samples=False).start()
+    try:
+        assert stack.kube is not None
+        recorder = ObjectRecorder()
+        stack.kube.store.subscribe(recorder)
+        stack.recorder = recorder  # type: ignore[attr-defined]
+        stack.create_samples()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def recorder(sandbox: Sandbox) -> ObjectRecorder:
+    return sandbox.recorder  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def scratch_namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
+    """A namespace of its own for one test, with the sandbox's pull secret."""
+    name = request.node.name.replace("_", "-").lower()[:40].strip("-")
+    sandbox.namespace(name)
+    sandbox.pull_secret("registry-pull", name)
+    return name

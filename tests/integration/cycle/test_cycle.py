@@ -1,0 +1,139 @@
+"""The operational scan cycle end to end: emulator, process kubelet, real registry and Trivy.
+
+Each scan runs in a scanner pod of the agent namespace, reading its credentials from a
+temporary Secret through secretKeyRef, exactly as on a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from cycle_support import container, managed_objects, run, sandbox_config
+
+from ocscan.sandbox.stack import Sandbox, deployment
+from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_CLEAN, SAMPLE_MINIMAL
+
+
+def findings_of(entry: object) -> set[tuple[str, str]]:
+    return {(f.package_name, f.vulnerability_id) for f in entry.vulnerabilities}  # type: ignore[attr-defined]
+
+
+def events_of(sandbox: Sandbox, namespace: str) -> list[dict[str, object]]:
+    assert sandbox.kube is not None
+    store = sandbox.kube.store
+    rtype = store.registry.for_kind("v1", "Event")
+    assert rtype is not None
+    return store.list(rtype, namespace)
+
+
+def test_every_sample_workload_gets_the_right_status(sandbox: Sandbox) -> None:
+    report = run(sandbox, sandbox_config(sandbox))
+
+    # Seed reproduction: a private image through a dockerconfigjson pod pull secret.
+    web = container(report, "shop", "web")
+    assert web.status == "scanned", web.error
+    assert findings_of(web) == SAMPLE_APP.expected_findings
+    assert web.digest == sandbox.image(SAMPLE_APP.repository).digest
+    # Through the service account's imagePullSecrets.
+    api = container(report, "shop", "api")
+    assert api.status == "scanned", api.error
+    assert findings_of(api) == SAMPLE_MINIMAL.expected_findings
+    # A CronJob's pod, reported as the CronJob.
+    nightly = container(report, "batch", "nightly-report")
+    assert nightly.status == "scanned", nightly.error
+    assert findings_of(nightly) == SAMPLE_CLEAN.expected_findings
+    assert any(w.kind == "CronJob" and w.name == "nightly-report" for w in report.workloads)
+    # A stale password: auth, naming the secret, in the registry's words.
+    legacy = container(report, "shop", "legacy")
+    assert legacy.status == "auth"
+    assert "shop/stale-pull" in legacy.error.message
+    assert "UNAUTHORIZED" in legacy.error.message
+    # A deleted secret.
+    orphan = container(report, "shop", "orphan")
+    assert orphan.status == "secret_missing"
+    assert "shop/deleted-pull" in orphan.error.message
+
+    assert report.cycle.namespaces == {"batch": True, "shop": False}
+    assert report.cycle.by_status == {"auth": 1, "scanned": 3, "secret_missing": 1}
+    # Every failure is an Event on its workload.
+    failures = [e for e in events_of(sandbox, "shop") if e.get("reason") == "ScanFailed"]
+    involved = {(e["involvedObject"]["kind"], e["involvedObject"]["name"]) for e in failures}  # type: ignore[index]
+    assert {("Deployment", "legacy"), ("Deployment", "orphan")} <= involved
+    assert all(e["type"] == "Warning" for e in failures)
+    assert managed_objects(sandbox) == []
+
+
+def test_replicas_and_another_deployment_of_the_image_share_one_scan(
+    sandbox: Sandbox, scratch_namespace: str
+) -> None:
+    image = sandbox.image(SAMPLE_APP.repository).reference
+    namespace = scratch_namespace
+    sandbox.apply(deployment("front", namespace, image, replicas=5, pull_secrets=["registry-pull"]))
+    sandbox.apply(deployment("back", namespace, image, pull_secrets=["registry-pull"]))
+    sandbox.wait_for_running(namespace, 6)
+    assert sandbox.kube is not None
+    log = sandbox.kube.request_log
+    before = log.count(verb="create", resource="pods", namespace="ocscan")
+
+    report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": [namespace]}))
+
+    assert log.count(verb="create", resource="pods", namespace="ocscan") - before == 1
+    assert report.cycle.scan_targets == 1 and report.cycle.scans == 1
+    for name in ("front", "back"):
+        entry = container(report, namespace, name)
+        assert entry.status == "scanned"
+        assert findings_of(entry) == SAMPLE_APP.expected_findings
+
+
+def test_secrets_are_read_by_name_and_never_listed(sandbox: Sandbox) -> None:
+    assert sandbox.kube is not None
+    log = sandbox.kube.request_log
+    before = log.count(resource="secrets", verb="list") + log.count(
+        resource="secrets", verb="watch"
+    )
+    run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["shop"]}))
+    after = log.count(resource="secrets", verb="list") + log.count(resource="secrets", verb="watch")
+    assert after == before
+
+
+def test_cycle_completes_through_api_errors_and_dropped_watches(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert sandbox.kube is not None
+    faults = sandbox.kube.faults
+    rules = [
+        faults.fail(verb="list", resource="pods", times=2, status=500),
+        faults.fail(verb="list", resource="replicasets", times=1, status=429, retry_after=1),
+        faults.fail(verb="get", resource="secrets", times=2, status=503),
+        faults.fail(verb="create", resource="pods", namespace="ocscan", times=1, status=500),
+        faults.fail(verb="create", resource="events", times=1, status=500),
+        faults.drop_watches(resource="pods", namespace="ocscan", after_events=1, times=3),
+    ]
+    try:
+        with caplog.at_level(logging.INFO, logger="ocscan"):
+            report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["shop"]}))
+    finally:
+        for rule in rules:
+            faults.remove(rule)
+    assert all(rule.hits >= 1 for rule in rules), [(r.kind, r.hits) for r in rules]
+    statuses = {w.name: w.containers[0].status for w in report.workloads}
+    assert statuses == {
+        "web": "scanned",
+        "api": "scanned",
+        "legacy": "auth",
+        "orphan": "secret_missing",
+    }
+    assert "retry" in caplog.text
+    assert managed_objects(sandbox) == []
+
+
+def test_scan_output_is_json_with_the_documented_shape(sandbox: Sandbox) -> None:
+    report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["batch"]}))
+    document = json.loads(report.model_dump_json())
+    assert set(document) == {"cycle", "workloads"}
+    (workload,) = document["workloads"]
+    assert {"namespace", "kind", "name", "containers"} <= set(workload)
+    (entry,) = workload["containers"]
+    assert {"name", "image", "digest", "status", "error", "vulnerabilities"} <= set(entry)
