@@ -1,0 +1,119 @@
+"""Every failure kind reaches the report with the scanner's own words, and the cycle goes on.
+
+Each case is a real scanner pod: the process kubelet enforces its memory limit, Trivy meets a
+real registry (or a closed port, a hanging socket, a TLS server without its CA).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cycle_support import container, managed_objects, run, sandbox_config
+
+from ocscan.sandbox.processes import free_port
+from ocscan.sandbox.registry import RegistryServer
+from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
+from ocscan.sandbox.trivydb import SAMPLE_APP
+
+
+def scan_one(
+    sandbox: Sandbox, namespace: str, image: str, *, wait: bool = True, **scanner: object
+) -> object:
+    """Deploy ``image`` alone in ``namespace``, run a cycle there, return its container."""
+    sandbox.apply(deployment("app", namespace, image, pull_secrets=[PULL_SECRET]))
+    if wait:
+        sandbox.wait_for_running(namespace, 1)
+    config = sandbox_config(sandbox, targets={"namespaces": [namespace]}, scanner=scanner)
+    report = run(sandbox, config)
+    assert managed_objects(sandbox) == []
+    return container(report, namespace, "app")
+
+
+def test_a_scanner_over_its_memory_limit_is_oom(sandbox: Sandbox, scratch_namespace: str) -> None:
+    image = sandbox.image(SAMPLE_APP.repository).reference
+    entry = scan_one(sandbox, scratch_namespace, image, limits={"memory": "24Mi"})
+    assert entry.status == "oom"  # type: ignore[attr-defined]
+    assert "memory" in entry.error.message  # type: ignore[attr-defined]
+
+
+def test_a_report_above_the_cap_is_report_too_large(
+    sandbox: Sandbox, scratch_namespace: str
+) -> None:
+    image = sandbox.image(SAMPLE_APP.repository).reference
+    entry = scan_one(sandbox, scratch_namespace, image, report_cap_bytes=1024)
+    assert entry.status == "report_too_large"  # type: ignore[attr-defined]
+    assert "above the cap of 1024" in entry.error.message  # type: ignore[attr-defined]
+
+
+def test_an_image_tag_that_does_not_exist_is_not_found(
+    sandbox: Sandbox, scratch_namespace: str
+) -> None:
+    assert sandbox.registry is not None
+    typo = f"{sandbox.registry.address}/{SAMPLE_APP.repository}:1.0-typo"
+    # The kubelet cannot pull it either: no digest, so the spec's tag is scanned.
+    entry = scan_one(sandbox, scratch_namespace, typo, wait=False)
+    assert entry.status == "not_found"  # type: ignore[attr-defined]
+    assert "MANIFEST_UNKNOWN" in entry.error.message  # type: ignore[attr-defined]
+
+
+def test_a_registry_that_is_down_is_unreachable(sandbox: Sandbox, scratch_namespace: str) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens; the kubelet fakes its digest
+    entry = scan_one(sandbox, scratch_namespace, f"{closed}/team/app:1.0")
+    assert entry.status == "unreachable"  # type: ignore[attr-defined]
+    assert "connection refused" in entry.error.message  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def tls_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    with RegistryServer.start(tmp_path / "tls", {"carol": "carol-pw"}, tls=True) as registry:
+        yield registry
+
+
+def test_a_registry_with_an_unknown_ca_is_tls(
+    sandbox: Sandbox, scratch_namespace: str, tls_registry: RegistryServer
+) -> None:
+    entry = scan_one(sandbox, scratch_namespace, f"{tls_registry.address}/team/app:1.0")
+    assert entry.status == "tls"  # type: ignore[attr-defined]
+    assert "certificate" in entry.error.message  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def hanging_registry() -> Iterator[str]:
+    """A socket that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+def test_a_registry_that_never_answers_is_timeout(
+    sandbox: Sandbox, scratch_namespace: str, hanging_registry: str
+) -> None:
+    # Trivy's own --timeout does not cover a registry that accepts and never answers: the
+    # pod's activeDeadlineSeconds (timeout + margin) is what ends the scan.
+    entry = scan_one(
+        sandbox,
+        scratch_namespace,
+        f"{hanging_registry}/team/app:1.0",
+        timeout_seconds=10,
+        deadline_margin_seconds=5,
+    )
+    assert entry.status == "timeout"  # type: ignore[attr-defined]
+    assert "deadline" in entry.error.message  # type: ignore[attr-defined]
