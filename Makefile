@@ -42,5 +42,9 @@ typecheck: venv
 pytest: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -n 2 --durations=15
 
+# One real scan cycle on the local sandbox; results in demo-output/.
+demo: sysdeps venv
+	bash scripts/demo.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -140,6 +140,7 @@ def consolidate(
         namespaces={ns: ns not in failed_namespaces for ns in sorted(namespaces)},
         workloads=len(ordered),
         containers=len(containers),
+        images=len({str(target.reference) for target in plan.targets}),
         scan_targets=len(plan.targets),
         scans=scans,
         by_status=dict(sorted(Counter(c.status for c in containers).items())),

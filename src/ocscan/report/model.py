@@ -60,7 +60,8 @@ class CycleSummary(BaseModel):
     )
     workloads: int = 0
     containers: int = 0
-    scan_targets: int = 0
+    images: int = 0  # distinct images (digests) running
+    scan_targets: int = 0  # images x distinct credentials: what is scanned
     scans: int = 0  # scanner runs, including retries with another credential
     by_status: dict[str, int] = Field(default_factory=dict)
     by_severity: dict[str, int] = Field(default_factory=dict)

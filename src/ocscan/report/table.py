@@ -29,11 +29,8 @@ def workloads_table(report: CycleReport) -> Table:
             counts = {s: 0 for s in Severity}
             for finding in container.vulnerabilities:
                 counts[finding.severity] += 1
-            if container.status == SCANNED:
-                status = "[green]scanned[/]"
-            else:
-                message = container.error.message if container.error else ""
-                status = f"[bold red]{container.status}[/]\n[dim]{message}[/]"
+            style = "green" if container.status == SCANNED else "bold red"
+            status = f"[{style}]{container.status}[/]"
             table.add_row(
                 workload.namespace,
                 f"{workload.kind}/{workload.name}",
@@ -63,13 +60,35 @@ def summary_tables(report: CycleReport) -> Group:
     return Group(severities, statuses)
 
 
+def failures_text(report: CycleReport) -> list[str]:
+    """One line per container that was not scanned: where, why, in the scanner's words."""
+    return [
+        f"[bold red]{container.status}[/] {workload.namespace}/{workload.kind}/{workload.name} "
+        f"container {container.name}: {container.error.message if container.error else ''}"
+        for workload in report.workloads
+        for container in workload.containers
+        if container.status != SCANNED
+    ]
+
+
 def print_report(report: CycleReport, console: Console) -> None:
     cycle = report.cycle
     console.print(workloads_table(report))
+    failures = failures_text(report)
+    if failures:
+        console.print("\n[bold]Not scanned[/]")
+        for line in failures:
+            console.print(line, highlight=False)
+        console.print()
     console.print(summary_tables(report))
-    complete = "every namespace fully scanned" if cycle.complete else "some namespaces incomplete"
+    incomplete = [ns for ns, full in cycle.namespaces.items() if not full]
+    coverage = (
+        f"not fully scanned: {', '.join(incomplete)}"
+        if incomplete
+        else "every namespace fully scanned"
+    )
     console.print(
-        f"{cycle.workloads} workloads, {cycle.containers} containers, "
-        f"{cycle.scan_targets} unique images, {cycle.scans} scans "
-        f"in {cycle.duration_seconds:.1f}s; {complete}."
+        f"{cycle.workloads} workloads, {cycle.containers} containers, {cycle.images} images, "
+        f"{cycle.scans} scans in {cycle.duration_seconds:.1f}s; {coverage}.",
+        highlight=False,
     )
