@@ -22,35 +22,24 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import SecretStr
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ocscan.errors import OcscanError
 from ocscan.registry.credential import RegistryCredential
 from ocscan.registry.dockerconfig import parse_docker_config
 from ocscan.registry.keyring import Keyring
 from ocscan.registry.reference import ImageReference, parse_reference
+from ocscan.report.table import print_findings
 from ocscan.scan import (
     DEFAULT_TIMEOUT,
     ClientServer,
     ScanFailed,
     ScanMode,
-    ScanResult,
-    Severity,
     Standalone,
     scan_image,
 )
 
 USAGE_ERROR = 2
 SCAN_FAILED = 3
-
-_SEVERITY_STYLE = {
-    Severity.CRITICAL: "bold red",
-    Severity.HIGH: "red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-    Severity.UNKNOWN: "dim",
-}
 
 
 class OutputFormat(StrEnum):
@@ -123,33 +112,7 @@ def scan_image_command(
     if output_format is OutputFormat.json:
         typer.echo(result.model_dump_json(indent=2))
     else:
-        print_table(result, Console())
-
-
-def print_table(result: ScanResult, console: Console) -> None:
-    """The findings of ``result`` as a table, most severe first, and a count line."""
-    image = result.image
-    console.print(Text.assemble(("Image: ", "bold"), image.reference))
-    console.print(Text.assemble(("Digest: ", "bold"), image.digest or "unknown"))
-    os_text = f"{image.os.family} {image.os.name}".strip() if image.os else "not detected"
-    console.print(Text.assemble(("OS: ", "bold"), os_text))
-    if result.findings:
-        table = Table(show_lines=False, header_style="bold")
-        for column in ("Severity", "Vulnerability", "Package", "Installed", "Fixed", "Title"):
-            table.add_column(column, overflow="fold")
-        for finding in sorted(result.findings, key=lambda f: f.severity.rank):
-            table.add_row(
-                Text(finding.severity.value, style=_SEVERITY_STYLE[finding.severity]),
-                finding.vulnerability_id,
-                finding.package_name,
-                finding.installed_version,
-                finding.fixed_version or "",
-                finding.title or "",
-            )
-        console.print(table)
-    counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
-    breakdown = ", ".join(f"{s.value}: {n}" for s, n in counts.items())
-    console.print(f"Total: {len(result.findings)} ({breakdown})")
+        print_findings(result, Console())
 
 
 def _reference(image: str) -> ImageReference:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from ocscan.report.model import SCANNED, CycleReport
-from ocscan.scan.report import Severity
+from ocscan.scan.report import ScanResult, Severity
 
 SEVERITY_STYLES = {
     "CRITICAL": "bold red",
@@ -92,3 +93,29 @@ def print_report(report: CycleReport, console: Console) -> None:
         f"{cycle.scans} scans in {cycle.duration_seconds:.1f}s; {coverage}.",
         highlight=False,
     )
+
+
+def print_findings(result: ScanResult, console: Console) -> None:
+    """The findings of ``result`` as a table, most severe first, and a count line."""
+    image = result.image
+    console.print(Text.assemble(("Image: ", "bold"), image.reference))
+    console.print(Text.assemble(("Digest: ", "bold"), image.digest or "unknown"))
+    os_text = f"{image.os.family} {image.os.name}".strip() if image.os else "not detected"
+    console.print(Text.assemble(("OS: ", "bold"), os_text))
+    if result.findings:
+        table = Table(show_lines=False, header_style="bold")
+        for column in ("Severity", "Vulnerability", "Package", "Installed", "Fixed", "Title"):
+            table.add_column(column, overflow="fold")
+        for finding in sorted(result.findings, key=lambda f: f.severity.rank):
+            table.add_row(
+                Text(finding.severity.value, style=SEVERITY_STYLES[finding.severity]),
+                finding.vulnerability_id,
+                finding.package_name,
+                finding.installed_version,
+                finding.fixed_version or "",
+                finding.title or "",
+            )
+        console.print(table)
+    counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
+    breakdown = ", ".join(f"{s.value}: {n}" for s, n in counts.items())
+    console.print(f"Total: {len(result.findings)} ({breakdown})")

@@ -13,7 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ocscan.cli import app
-from ocscan.cli.scan_image import print_table
+from ocscan.report.table import print_findings
 from ocscan.scan import Finding, ImageInfo, OperatingSystem, ScanResult, Severity
 
 IMAGE = "127.0.0.1:5000/team/app:1.0"
@@ -156,7 +156,7 @@ def test_table_lists_findings_most_severe_first_with_a_count_line() -> None:
     )
     console = Console(record=True, width=120)
 
-    print_table(result, console)
+    print_findings(result, console)
 
     text = console.export_text()
     lines = text.splitlines()
@@ -171,7 +171,7 @@ def test_table_lists_findings_most_severe_first_with_a_count_line() -> None:
 def test_table_of_a_clean_image() -> None:
     console = Console(record=True, width=120)
 
-    print_table(ScanResult(image=ImageInfo(reference=IMAGE)), console)
+    print_findings(ScanResult(image=ImageInfo(reference=IMAGE)), console)
 
     assert console.export_text().splitlines() == [
         f"Image: {IMAGE}",
