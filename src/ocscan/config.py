@@ -10,10 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
+from ocscan.agent.schedule import schedule_problem
 from ocscan.errors import OcscanError
 
 
@@ -128,12 +135,34 @@ class CycleConfig(_Strict):
 
 
 class LeaderElectionConfig(_Strict):
+    """Which replica scans: the one holding a coordination.k8s.io/v1 Lease."""
+
     enabled: bool = Field(True, description="Only the replica holding the Lease scans.")
     lease_name: str = Field("ocscan-leader", description="Lease in the agent namespace.")
     lease_duration_seconds: int = Field(
-        15, ge=5, description="A lease not renewed this long is taken over."
+        15,
+        ge=1,
+        description="A lease its holder has not renewed for this long is taken over by another"
+        " replica; a replica that stopped gracefully hands it over at once.",
     )
-    renew_seconds: float = Field(5.0, gt=0, description="How often the holder renews the lease.")
+    renew_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often the holder renews the lease (and candidates try to take it)."
+        " The holder keeps leading through failed renewals only while no other replica can"
+        " have taken over, so this must be well below lease_duration_seconds.",
+    )
+
+    @field_validator("renew_seconds")
+    @classmethod
+    def _renew_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        duration = info.data.get("lease_duration_seconds")
+        if duration is not None and value * 2 > duration:
+            raise ValueError(
+                f"{value:g} is more than half of lease_duration_seconds ({duration}):"
+                " a holder could lose the lease between two renewals"
+            )
+        return value
 
 
 class GitLabConfig(_Strict):
@@ -157,22 +186,39 @@ class SinksConfig(_Strict):
 
 
 class AgentConfig(_Strict):
-    """The long-running agent."""
+    """The long-running agent (``ocscan agent``)."""
 
-    schedule: str = Field("0 */6 * * *", description="Cron expression (UTC) of the cycles.")
-    run_at_start: bool = Field(True, description="Run one cycle as soon as this replica leads.")
-    listen_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
-    listen_port: int = Field(8080, ge=0, le=65535, description="Port of those endpoints.")
-    shutdown_grace_seconds: float = Field(
-        25.0, gt=0, description="On SIGTERM, time to cancel and clean up running scans."
+    schedule: str = Field(
+        "0 */6 * * *",
+        description="When cycles run, in UTC: five cron fields (minute hour day month weekday),"
+        " or six with seconds first (second minute hour day month weekday,"
+        " e.g. `*/30 * * * * *`).",
     )
-    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+    run_at_start: bool = Field(
+        True, description="Run one cycle as soon as this replica leads, then follow the schedule."
+    )
+    listen_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
+    listen_port: int = Field(
+        8080, ge=0, le=65535, description="Port of those endpoints; 0 picks a free port (logged)."
+    )
+    shutdown_grace_seconds: float = Field(
+        25.0,
+        gt=0,
+        description="On SIGTERM, time to cancel running scans and delete their pods and Secrets"
+        " (keep it below the pod's terminationGracePeriodSeconds).",
+    )
+    log_level: str = Field(
+        "INFO",
+        pattern="^(DEBUG|INFO|WARNING|ERROR)$",
+        description="Level of the JSON log lines on standard error.",
+    )
 
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"not a five-field cron expression: {value!r}")
+        problem = schedule_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -191,6 +237,11 @@ def _error_path(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "(top level)"
 
 
+def _message(error: ErrorDetails) -> str:
+    # Our validators' own words, without pydantic's "Value error, " in front.
+    return error["msg"].removeprefix("Value error, ")
+
+
 def parse_config(document: Any, *, source: str = "config") -> Config:
     """Validate a parsed YAML document; the error lists every bad key by its path."""
     if document is None:
@@ -198,7 +249,7 @@ def parse_config(document: Any, *, source: str = "config") -> Config:
     try:
         return Config.model_validate(document)
     except ValidationError as error:
-        problems = "; ".join(f"{_error_path(e)}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"{_error_path(e)}: {_message(e)}" for e in error.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 

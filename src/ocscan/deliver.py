@@ -72,9 +72,10 @@ class Delivery:
     @staticmethod
     def check(sinks: SinksConfig) -> None:
         """Fail at start-up, not at the first cycle, when a sink cannot work."""
-        for path in (sinks.json_file, sinks.gitlab_report_file):
-            if path is not None and not path.parent.exists():
-                raise ConfigError(f"sinks: folder {path.parent} does not exist")
+        files = {"json_file": sinks.json_file, "gitlab_report_file": sinks.gitlab_report_file}
+        for key, path in files.items():
+            if path is not None and not path.parent.is_dir():
+                raise ConfigError(f"sinks.{key}: folder {path.parent} does not exist")
         if sinks.gitlab is not None:
             try:
                 read_agent_token(sinks.gitlab.token_file)
@@ -88,6 +89,9 @@ class Delivery:
         for name, sink in self._enabled():
             try:
                 await sink(report)
+            except OcscanError as error:  # already explained: no traceback needed
+                log.error("delivery to %s failed: %s", name, error)
+                results[name] = False
             except Exception:
                 log.exception("delivery to %s failed", name)
                 results[name] = False
@@ -161,5 +165,6 @@ class Delivery:
             result.resolution,
             result.reason,
         )
-        if not result.ok:
+        # Leaving old findings open after an incomplete scan is by design, not a failure.
+        if result.failures or result.not_attempted or result.resolution == "failed":
             raise OcscanError(f"GitLab delivery incomplete: {result.reason}")

@@ -1,8 +1,11 @@
 """Leader election with a coordination.k8s.io/v1 Lease: only the leader scans.
 
-The holder renews the lease every ``renew_seconds``; a candidate takes it over when it has
-not been renewed for ``lease_duration_seconds``. Every write carries the resourceVersion
-it read, so two candidates can never both win (the API answers 409 to the loser).
+The holder renews the lease every ``renew_seconds``. A candidate takes it over when the lease
+record has not changed for ``lease_duration_seconds`` as measured on the candidate's own
+monotonic clock (as client-go does), so clock skew between replicas never shortens a lease.
+Every write carries the resourceVersion it read, so two candidates can never both win (the
+API answers 409 to the loser). A holder whose renewals fail keeps leading only while no
+other replica can have taken over yet, then steps down.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -20,9 +25,15 @@ from lightkube.resources.coordination_v1 import Lease
 
 log = logging.getLogger(__name__)
 
+_Record = tuple[str | None, datetime | None, str | None]
+"""What identifies one version of the lease: holder, renew time, resourceVersion."""
+
 
 class LeaderElector:
-    """Keeps trying to hold the lease; :attr:`is_leader` says whether it does right now."""
+    """Keeps trying to hold the lease; :attr:`is_leader` says whether it does right now.
+
+    ``on_change`` is called with True or False whenever leadership changes.
+    """
 
     def __init__(
         self,
@@ -32,7 +43,8 @@ class LeaderElector:
         name: str,
         identity: str,
         lease_duration_seconds: int = 15,
-        renew_seconds: float = 5.0,
+        renew_seconds: float = 2.0,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self._client = client
         self._namespace = namespace
@@ -40,7 +52,13 @@ class LeaderElector:
         self.identity = identity
         self._duration = lease_duration_seconds
         self._renew = renew_seconds
+        self._on_change = on_change
         self._leading = asyncio.Event()
+        self._not_leading = asyncio.Event()
+        self._not_leading.set()
+        self._renewed_at = 0.0  # monotonic start of the last successful round
+        self._observed: _Record | None = None
+        self._observed_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -49,6 +67,9 @@ class LeaderElector:
 
     async def wait_until_leader(self) -> None:
         await self._leading.wait()
+
+    async def wait_until_not_leader(self) -> None:
+        await self._not_leading.wait()
 
     async def __aenter__(self) -> LeaderElector:
         self._task = asyncio.create_task(self._loop(), name="ocscan-leader-election")
@@ -64,25 +85,56 @@ class LeaderElector:
 
     async def _loop(self) -> None:
         while True:
+            started = time.monotonic()
             try:
-                leading = await self.try_acquire_or_renew()
+                # A round that outlasts the renew period proves nothing: count it as failed.
+                async with asyncio.timeout(self._renew):
+                    leading = await self.try_acquire_or_renew()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # API trouble: we cannot prove we still lead
-                log.warning("leader election: %s", error)
-                leading = False
-            if leading != self.is_leader:
-                log.info(
-                    "%s %s the lease %s",
-                    self.identity,
-                    "acquired" if leading else "lost",
-                    self._name,
-                )
-            if leading:
-                self._leading.set()
+            except Exception as error:
+                reason = "no answer in time" if isinstance(error, TimeoutError) else error
+                log.warning("leader election: lease %s: %s", self._name, reason)
+                leading = self.is_leader and self._can_wait_for_next_round()
             else:
-                self._leading.clear()
+                if leading:
+                    self._renewed_at = started
+            self._set_leading(leading)
             await asyncio.sleep(self._renew)
+
+    def _can_wait_for_next_round(self) -> bool:
+        """Whether the next round ends before anyone else may take the lease over."""
+        next_round_ends = time.monotonic() + 2 * self._renew
+        return next_round_ends < self._renewed_at + self._duration
+
+    def _set_leading(self, leading: bool, *, how: str | None = None) -> None:
+        if leading == self.is_leader:
+            return
+        log.info(
+            "%s %s the lease %s/%s",
+            self.identity,
+            how or ("acquired" if leading else "lost"),
+            self._namespace,
+            self._name,
+        )
+        if leading:
+            self._not_leading.clear()
+            self._leading.set()
+        else:
+            self._leading.clear()
+            self._not_leading.set()
+        if self._on_change is not None:
+            self._on_change(leading)
+
+    def _expired(self, lease: Lease, spec: LeaseSpec) -> bool:
+        """Whether the lease record has stayed unchanged for its whole duration."""
+        now = time.monotonic()
+        version = lease.metadata.resourceVersion if lease.metadata else None
+        record = (spec.holderIdentity, spec.renewTime, version)
+        if record != self._observed:
+            self._observed, self._observed_at = record, now
+        duration = spec.leaseDurationSeconds or self._duration
+        return now > self._observed_at + duration
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: True when this candidate holds the lease afterwards."""
@@ -95,10 +147,7 @@ class LeaderElector:
             return await self._create(now)
         spec = lease.spec or LeaseSpec()
         holder = spec.holderIdentity
-        renewed = spec.renewTime or spec.acquireTime
-        duration = spec.leaseDurationSeconds or self._duration
-        expired = renewed is None or renewed + timedelta(seconds=duration) < now
-        if holder not in (None, "", self.identity) and not expired:
+        if holder not in (None, "", self.identity) and not self._expired(lease, spec):
             return False
         if holder != self.identity:
             spec.acquireTime = now
@@ -136,10 +185,12 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Hand the lease over at once on shutdown instead of letting it expire."""
-        with contextlib.suppress(Exception):
+        self._set_leading(False, how="is releasing")
+        try:
             lease = await self._client.get(Lease, self._name, namespace=self._namespace)
             if lease.spec and lease.spec.holderIdentity == self.identity:
                 lease.spec.holderIdentity = None
                 lease.spec.renewTime = None
                 await self._client.replace(lease)
-        self._leading.clear()
+        except Exception as error:  # the lease then expires on its own
+            log.warning("could not release the lease %s/%s: %s", self._namespace, self._name, error)

@@ -29,11 +29,13 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(level: str = "INFO") -> None:
+    """Every log record, and every Python warning, as one JSON line on standard error."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings would otherwise print plain text
     # Request-level chatter of the HTTP clients is noise at INFO.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,7 +1,8 @@
 """The agent's main loop: lead, wait for the schedule, run a cycle, deliver, repeat.
 
-On stop (SIGTERM) no new cycle starts; a running one is cancelled, and its scans clean up
-their pods and Secrets within the grace period.
+On stop (SIGTERM) no new cycle or scan starts; a running cycle is cancelled, and its scans
+delete their pods and Secrets within the grace period. A replica that loses the lease
+mid-cycle cancels its cycle the same way, so two replicas never scan at once.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from lightkube import AsyncClient
 
@@ -26,7 +28,7 @@ from ocscan.report.model import CycleReport
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[CycleReport], Awaitable[object]]
+Deliver = Callable[[CycleReport], Coroutine[Any, Any, object]]
 
 
 def default_identity() -> str:
@@ -34,15 +36,33 @@ def default_identity() -> str:
     return f"{os.environ.get('POD_NAME') or socket.gethostname()}-{os.getpid()}"
 
 
+class _Leadership(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+    async def wait_until_leader(self) -> None: ...
+
+    async def wait_until_not_leader(self) -> None: ...
+
+
 class _AlwaysLeader:
+    """Leader election turned off: this replica always scans."""
+
     is_leader = True
 
     async def wait_until_leader(self) -> None:
         return None
 
+    async def wait_until_not_leader(self) -> None:
+        await asyncio.Event().wait()  # never
+
 
 class Agent:
-    """Runs cycles on the configured schedule while it holds the lease."""
+    """Runs cycles on the configured schedule while it holds the lease.
+
+    ``cycles_run`` counts the cycles that ended and were delivered. ``http_port`` is the
+    port of the HTTP endpoints once :meth:`run` has started them.
+    """
 
     def __init__(
         self,
@@ -59,24 +79,30 @@ class Agent:
         self.identity = identity or default_identity()
         self.metrics = metrics or AgentMetrics()
         self.cycles_run = 0
-        self._ready = False
-        self._loop_alive = False
-
-    def _sleep_until(self, when: datetime) -> float:
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+        self.http_port: int | None = None
+        self._running = False
+        self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set."""
+        """Serve the endpoints and run cycles until ``stop`` is set."""
         agent = self._config.agent
         http = HealthServer(
             self.metrics.registry,
             host=agent.listen_host,
             port=agent.listen_port,
-            alive=lambda: self._loop_alive,
-            ready=lambda: self._ready,
+            alive=lambda: self._running,
+            ready=lambda: self._running and not self._stopping,
         )
         http.start()
         self.http_port = http.port
+        log.info(
+            "serving /metrics, /healthz and /readyz on %s:%d",
+            agent.listen_host,
+            http.port,
+            extra={"host": agent.listen_host, "port": http.port},
+        )
+        self._running = True
+        watcher = asyncio.create_task(self._note_stop(stop))
         try:
             election = self._config.leader_election
             if election.enabled:
@@ -87,65 +113,119 @@ class Agent:
                     identity=self.identity,
                     lease_duration_seconds=election.lease_duration_seconds,
                     renew_seconds=election.renew_seconds,
+                    on_change=lambda leading: self.metrics.leader.set(int(leading)),
                 )
                 async with elector:
                     await self._loop(elector, stop)
             else:
+                self.metrics.leader.set(1)
                 await self._loop(_AlwaysLeader(), stop)
         finally:
-            self._loop_alive = False
+            watcher.cancel()
+            self._running = False
+            self.metrics.leader.set(0)
             http.stop()
+            log.info("agent %s stopped", self.identity)
 
-    async def _until(self, awaitable: Awaitable[object], stop: asyncio.Event) -> bool:
-        """Await ``awaitable`` unless ``stop`` comes first; True if it completed."""
-        task = asyncio.ensure_future(awaitable)
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for pending in (task, stopper):
-            if pending not in done:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-        return task in done
+    async def _note_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping = True  # /readyz fails from now on
 
-    async def _loop(self, elector: LeaderElector | _AlwaysLeader, stop: asyncio.Event) -> None:
-        self._loop_alive = True
-        self._ready = True
+    async def _loop(self, leadership: _Leadership, stop: asyncio.Event) -> None:
         first = True
         while not stop.is_set():
-            if not await self._until(elector.wait_until_leader(), stop):
+            if not await _first(leadership.wait_until_leader(), stop):
                 return
-            self.metrics.leader.set(1)
             if not (first and self._config.agent.run_at_start):
                 when = next_run(self._config.agent.schedule, datetime.now(UTC))
                 log.info("next cycle at %s", when.isoformat())
-                if not await self._until(asyncio.sleep(self._sleep_until(when)), stop):
-                    return
+                # Again if woken early: the loop's monotonic clock is not the wall clock.
+                while (delay := (when - datetime.now(UTC)).total_seconds()) > 0:
+                    if not await _first(asyncio.sleep(delay), stop):
+                        return
             first = False
-            if not elector.is_leader:
-                self.metrics.leader.set(0)
-                continue
-            await self._run_one_cycle(stop)
+            if leadership.is_leader:
+                await self._run_one_cycle(leadership, stop)
 
-    async def _run_one_cycle(self, stop: asyncio.Event) -> None:
+    async def _run_one_cycle(self, leadership: _Leadership, stop: asyncio.Event) -> None:
+        log.info("cycle started")
         cycle = asyncio.create_task(
             run_cycle(self._client, self._config, observer=self.metrics), name="ocscan-cycle"
         )
-        if not await self._until(asyncio.shield(cycle), stop):
-            log.warning("stopping: cancelling the running cycle")
-            cycle.cancel()
-            grace = self._config.agent.shutdown_grace_seconds
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(cycle, grace)
+        if not await _first(cycle, stop, leadership.wait_until_not_leader(), cancel_first=False):
+            why = "stopping" if stop.is_set() else "lost the lease"
+            log.warning("%s: cancelling the running cycle", why)
+            await self._end_within_grace(cycle, cancel=True)
             return
         try:
             report = cycle.result()
         except Exception:
             log.exception("the cycle failed")
             return
-        self.cycles_run += 1
         self.metrics.observe_cycle(report)
+        cycle_summary = report.cycle
+        log.info(
+            "cycle finished: %d workloads, %d containers, %d images, %.1fs; by status %s",
+            cycle_summary.workloads,
+            cycle_summary.containers,
+            cycle_summary.scan_targets,
+            cycle_summary.duration_seconds,
+            cycle_summary.by_status,
+        )
+        delivery = asyncio.create_task(self._deliver(report), name="ocscan-deliver")
+        if not await _first(delivery, stop, cancel_first=False):
+            log.warning("stopping: letting delivery finish within the grace period")
+            await self._end_within_grace(delivery, cancel=False)
+            return
         try:
-            await self._deliver(report)
+            delivery.result()
         except Exception:
             log.exception("delivering the cycle's results failed")
+        self.cycles_run += 1
+
+    async def _end_within_grace(self, task: asyncio.Task[Any], *, cancel: bool) -> None:
+        """Cancel ``task`` now (a cycle cleans up when cancelled) or let it finish; after the
+        grace period it is cancelled regardless."""
+        grace = self._config.agent.shutdown_grace_seconds
+        if cancel:
+            task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            log.error(
+                "%s did not end within the grace period of %gs; the next cycle's sweep removes"
+                " what it left",
+                task.get_name(),
+                grace,
+            )
+            task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:
+            log.error("%s failed while stopping: %s", task.get_name(), error)
+
+
+async def _first(
+    awaitable: Awaitable[object],
+    *stoppers: asyncio.Event | Awaitable[object],
+    cancel_first: bool = True,
+) -> bool:
+    """Await ``awaitable`` unless one of ``stoppers`` comes first; True if it completed.
+
+    An Event among ``stoppers`` stops when it is set. The losers are cancelled, ``awaitable``
+    only when ``cancel_first`` (a task passed with False keeps running).
+    """
+    task = asyncio.ensure_future(awaitable)
+    others = {
+        asyncio.ensure_future(s.wait() if isinstance(s, asyncio.Event) else s) for s in stoppers
+    }
+    try:
+        await asyncio.wait({task, *others}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, *others):
+            if not pending.done() and (pending is not task or cancel_first):
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    return task.done() and not task.cancelled()

@@ -22,6 +22,7 @@ from typing import Any, Self
 import yaml
 
 from ocscan.registry.credential import RegistryCredential
+from ocscan.report import vulnerabilityreport
 from ocscan.sandbox.errors import SandboxError
 from ocscan.sandbox.kube.cluster import SandboxCluster
 from ocscan.sandbox.kube.imagepull import ImagePuller
@@ -293,6 +294,8 @@ class Sandbox:
         )
 
     def _agent_namespace(self) -> None:
+        # The VulnerabilityReport CRD, as deploy/ installs it, so the agent can write reports.
+        self.apply(vulnerabilityreport.crd())
         self.namespace(AGENT_NAMESPACE)
         self.apply(
             {
