@@ -178,6 +178,10 @@ def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
         config = sandbox.ocscan_config()
         config["targets"] = {"namespaces": [namespace]}
         config_file.write_text(yaml.safe_dump(config))
+        # The Secret lives only until the scanner starts: refuse its deletion so that the
+        # kill below certainly lands while it exists.
+        assert sandbox.kube is not None
+        held = sandbox.kube.faults.fail(verb="delete", resource="secrets", namespace="ocscan")
         agent = subprocess.Popen(
             [sys.executable, "-m", "ocscan", "scan", "--kubeconfig", str(sandbox.kubeconfig),
              "--config", str(config_file), "--format", "json"],
@@ -192,6 +196,7 @@ def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
             agent.send_signal(signal.SIGKILL)
             agent.wait(10)
         finally:
+            sandbox.kube.faults.remove(held)
             if agent.poll() is None:
                 agent.kill()
                 agent.wait()
