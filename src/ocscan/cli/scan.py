@@ -129,8 +129,11 @@ def scan(
         err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
     except ApiError as error:
+        # One line, unwrapped: the API's message names the verb and resource to grant.
         err.print(
-            f"[red]the Kubernetes API refused ocscan:[/] {error.status.message}", highlight=False
+            f"[red]the Kubernetes API refused ocscan:[/] {error.status.message}",
+            highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
     except httpx2.HTTPError as error:

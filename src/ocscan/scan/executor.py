@@ -11,13 +11,11 @@ in between, Kubernetes' garbage collector removes the Secret with its pod, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any, TypeVar, cast
 
 import httpx2
@@ -345,12 +343,27 @@ class ScanExecutor:
         self._tracker.forget(name)
         if keep_pod and self._config.keep_failed_pods:
             return
-        # Should this fail too, the pod's Secret is gone with it or the next sweep finds it.
-        with contextlib.suppress(ApiError, httpx2.TransportError):
+        # Should this fail, the next sweep tries again (and the Secret goes with the pod).
+        await self._delete_pod(name)
+
+    async def _delete_pod(self, name: str) -> bool:
+        """True once the scanner pod is gone (deleted now, or already); else a warning."""
+        try:
+            # A scanner has nothing to shut down gracefully: remove it at once.
             await retrying(
                 lambda: self._client.delete(Pod, name, namespace=self.namespace, grace_period=0),
                 what=f"delete pod {self.namespace}/{name}",
             )
+        except ApiError as error:
+            if error.status.code != 404:
+                log.warning("could not delete scanner pod %s/%s: %s",
+                            self.namespace, name, error.status.message)  # fmt: skip
+                return False
+        except httpx2.TransportError as error:
+            log.warning("could not delete scanner pod %s/%s: %s",
+                        self.namespace, name, type(error).__name__)  # fmt: skip
+            return False
+        return True
 
     async def sweep(self) -> int:
         """Delete the scanner pods and Secrets that a crashed agent left behind.
@@ -365,17 +378,12 @@ class ScanExecutor:
             return [_name_of(pod) async for pod in pods]
 
         names = await retrying(managed_pods, what=f"list scanner pods in {self.namespace}")
+        removed = 0
         for name in names:
-            for resource in (Secret, Pod):
-                # A scanner has nothing to shut down gracefully: remove it at once.
-                delete = partial(
-                    self._client.delete, resource, name, namespace=self.namespace, grace_period=0
-                )
-                with contextlib.suppress(ApiError):
-                    await retrying(
-                        delete, what=f"delete {resource.__name__} {self.namespace}/{name}"
-                    )
-        return len(names)
+            # Should the Secret stay, the garbage collector removes it with its pod.
+            await self._delete_secret(name)
+            removed += await self._delete_pod(name)
+        return removed
 
 
 def _name_of(obj: Pod) -> str:

@@ -13,10 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod
-from lightkube.types import OnErrorResult, on_error_retry
+from lightkube.types import OnErrorAction, OnErrorResult, on_error_retry
 
 from ocscan.scan.podspec import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
@@ -26,7 +27,16 @@ RECHECK_SECONDS = 10.0
 WATCH_RETRY_SECONDS = 1.0
 
 
+def _refused(error: Exception) -> int | None:
+    """The HTTP status when the API refuses the watch itself (RBAC, authentication)."""
+    if isinstance(error, httpx2.HTTPStatusError) and error.response.status_code in (401, 403):
+        return error.response.status_code
+    return None
+
+
 def _retry_after_pause(error: Exception, count: int) -> OnErrorResult:
+    if _refused(error):  # retrying cannot fix permissions: let _run say what is missing
+        return OnErrorResult(OnErrorAction.RAISE)
     result = on_error_retry(error, count)
     result.sleep = min(WATCH_RETRY_SECONDS * count, 10.0)
     return result
@@ -64,6 +74,13 @@ class PodTracker:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the stream itself failed: reopen it from scratch
+                if code := _refused(error):
+                    # lightkube drops the API's message for watches: name the call instead.
+                    log.warning('cannot watch resource "pods" in namespace "%s" (HTTP %d); '
+                                "scanner pods are read every %gs instead", self._namespace, code,
+                                RECHECK_SECONDS)  # fmt: skip
+                    await asyncio.sleep(RECHECK_SECONDS)
+                    continue
                 log.warning("scanner pod watch failed, reopening: %s", error)
                 await asyncio.sleep(WATCH_RETRY_SECONDS)
 
