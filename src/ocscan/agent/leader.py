@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from lightkube import AsyncClient
@@ -22,6 +22,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
+
+from ocscan.errors import OcscanError
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +196,54 @@ class LeaderElector:
                 await self._client.replace(lease)
         except Exception as error:  # the lease then expires on its own
             log.warning("could not release the lease %s/%s: %s", self._namespace, self._name, error)
+
+
+class LeaseHeldError(OcscanError):
+    """Another holder keeps the lease: a cycle runs already (an agent, or another scan)."""
+
+    def __init__(self, namespace: str, name: str, holder: str | None) -> None:
+        self.holder = holder
+        super().__init__(
+            f"another ocscan cycle holds the lease {namespace}/{name} ({holder or 'unknown'}): "
+            "an agent leading there already scans this cluster and delivers to its sinks; "
+            "wait for it, or scan with another scanner.namespace"
+        )
+
+
+@contextlib.asynccontextmanager
+async def exclusive_lease(
+    client: AsyncClient,
+    *,
+    namespace: str,
+    name: str,
+    identity: str,
+    lease_duration_seconds: int,
+    renew_seconds: float,
+) -> AsyncIterator[LeaderElector]:
+    """Hold the lease for the body, renewed meanwhile and released at the end.
+
+    A lease that stays unchanged (its holder crashed) is waited out; one that its holder
+    renews raises :class:`LeaseHeldError` at once, so cycles never overlap.
+    """
+    elector = LeaderElector(
+        client,
+        namespace=namespace,
+        name=name,
+        identity=identity,
+        lease_duration_seconds=lease_duration_seconds,
+        renew_seconds=renew_seconds,
+    )
+    seen: _Record | None = None
+    while not await elector.try_acquire_or_renew():
+        lease = await client.get(Lease, name, namespace=namespace)
+        spec = lease.spec or LeaseSpec()
+        version = lease.metadata.resourceVersion if lease.metadata else None
+        record = (spec.holderIdentity, spec.renewTime, version)
+        if seen is not None and record != seen:
+            raise LeaseHeldError(namespace, name, spec.holderIdentity)
+        if seen is None:
+            log.info("waiting for the lease %s/%s held by %s", namespace, name, spec.holderIdentity)
+        seen = record
+        await asyncio.sleep(renew_seconds)
+    async with elector:
+        yield elector

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
 
 from ocscan.agent.http import HealthServer
 from ocscan.agent.leader import LeaderElector
@@ -24,6 +25,7 @@ from ocscan.agent.metrics import AgentMetrics
 from ocscan.agent.schedule import next_run
 from ocscan.config import Config
 from ocscan.cycle import run_cycle
+from ocscan.errors import OcscanError
 from ocscan.report.model import CycleReport
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,9 @@ class Agent:
             return
         try:
             report = cycle.result()
+        except (ApiError, OcscanError) as error:  # said in the API's or ocscan's own words
+            log.error("the cycle failed: %s", _reason(error))
+            return
         except Exception:
             log.exception("the cycle failed")
             return
@@ -179,6 +184,8 @@ class Agent:
             return
         try:
             delivery.result()
+        except (ApiError, OcscanError) as error:
+            log.error("delivering the cycle's results failed: %s", _reason(error))
         except Exception:
             log.exception("delivering the cycle's results failed")
         self.cycles_run += 1
@@ -229,3 +236,9 @@ async def _first(
                 with contextlib.suppress(asyncio.CancelledError):
                     await pending
     return task.done() and not task.cancelled()
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ApiError):
+        return error.status.message or f"HTTP {error.status.code}"
+    return str(error)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from lightkube.core.exceptions import ApiError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ocscan.agent.leader import LeaseHeldError, exclusive_lease
+from ocscan.agent.runner import default_identity
 from ocscan.config import Config, ConfigError, TargetsConfig, load_config
 from ocscan.cycle import Progress as CycleProgress
 from ocscan.cycle import run_cycle
@@ -24,6 +28,9 @@ from ocscan.report.table import print_report
 
 EXIT_BAD_CONFIG = 2
 EXIT_CLUSTER_UNREACHABLE = 4
+EXIT_DELIVERY_FAILED = 5  # the cycle ran and its report is written, but a sink failed
+EXIT_CYCLE_RUNNING = 6  # another cycle holds the agent namespace's lease
+TABLE_WIDTH = 160  # when the table goes to a file or pipe, not a terminal
 
 
 class OutputFormat(StrEnum):
@@ -50,18 +57,38 @@ async def _run(
     *,
     show_progress: bool,
     deliver: bool,
-) -> CycleReport:
+) -> tuple[CycleReport, list[str]]:
+    """The cycle's report and the names of the sinks that failed."""
     client = make_client(kubeconfig, context)
     try:
-        report = await _cycle(client, config, show_progress)
-        if deliver:
-            results = await Delivery(client, config).deliver(report)
-            failed = [name for name, ok in results.items() if not ok]
-            if failed:
-                Console(stderr=True).print(f"[red]delivery failed:[/] {', '.join(failed)}")
-        return report
+        async with _one_cycle_at_a_time(client, config):
+            report = await _cycle(client, config, show_progress)
+            failed: list[str] = []
+            if deliver:
+                results = await Delivery(client, config).deliver(report)
+                failed = [name for name, ok in results.items() if not ok]
+        return report, failed
     finally:
         await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _one_cycle_at_a_time(client: AsyncClient, config: Config) -> AsyncIterator[None]:
+    """Hold the agent namespace's lease, as its agents do: cycles there never overlap, so
+    one cycle's sweep never removes another's scanner pods."""
+    election = config.leader_election
+    if not election.enabled:
+        yield
+        return
+    async with exclusive_lease(
+        client,
+        namespace=config.scanner.namespace,
+        name=election.lease_name,
+        identity=f"ocscan-scan-{default_identity()}",
+        lease_duration_seconds=election.lease_duration_seconds,
+        renew_seconds=election.renew_seconds,
+    ):
+        yield
 
 
 async def _cycle(client: AsyncClient, config: Config, show_progress: bool) -> CycleReport:
@@ -102,7 +129,7 @@ def scan(
     ),
     config_file: Path | None = typer.Option(None, "--config", help="Configuration file (YAML)."),
     output_format: OutputFormat = typer.Option(
-        OutputFormat.table, "--format", help="table or json."
+        OutputFormat.table, "--format", help="table, json or gitlab (container-scanning report)."
     ),
     output: Path | None = typer.Option(
         None, help="Write the report to this file instead of stdout."
@@ -122,9 +149,12 @@ def scan(
         raise typer.Exit(EXIT_BAD_CONFIG) from None
     show_progress = output_format == OutputFormat.table and sys.stderr.isatty()
     try:
-        report = asyncio.run(
+        report, failed_sinks = asyncio.run(
             _run(config, kubeconfig, context, show_progress=show_progress, deliver=deliver)
         )
+    except LeaseHeldError as error:
+        err.print(f"[red]not scanning:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_CYCLE_RUNNING) from None
     except ClusterUnreachableError as error:
         err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
@@ -139,12 +169,22 @@ def scan(
     except httpx2.HTTPError as error:
         err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
+    _write(report, config, output_format, output)
+    if failed_sinks:
+        err.print(f"[red]delivery failed:[/] {', '.join(failed_sinks)} (see the log above)")
+        raise typer.Exit(EXIT_DELIVERY_FAILED)
+
+
+def _write(
+    report: CycleReport, config: Config, output_format: OutputFormat, output: Path | None
+) -> None:
     if output_format == OutputFormat.table:
         if output is not None:
             with output.open("w") as handle:
-                print_report(report, Console(file=handle, width=160))
+                print_report(report, Console(file=handle, width=TABLE_WIDTH))
         else:
-            print_report(report, Console())
+            wide = None if sys.stdout.isatty() else TABLE_WIDTH
+            print_report(report, Console(width=wide))
         return
     if output_format == OutputFormat.json:
         document = report.model_dump_json(indent=2) + "\n"

@@ -103,9 +103,10 @@ CLI_CASES: dict[Grant, Refusal] = {
     Grant("ClusterRole", "", "events", "create"): Refusal("could not record event on"),
     Grant("Role", "", "secrets", "delete"): Refusal("could not delete temporary secret"),
     Grant("Role", "", "pods", "delete"): Refusal("could not delete scanner pod", leaves_pods=True),
-    # The cycle completes; delivering VulnerabilityReports fails, saying why.
+    # The cycle completes and its output is written; delivering VulnerabilityReports
+    # fails, saying why, and the exit status (5) tells a pipeline.
     **{
-        Grant("ClusterRole", VR, "vulnerabilityreports", verb): Refusal(DELIVERY_FAILED)
+        Grant("ClusterRole", VR, "vulnerabilityreports", verb): Refusal(DELIVERY_FAILED, 5)
         for verb in ("get", "list", "create", "update", "delete")
     },
 }

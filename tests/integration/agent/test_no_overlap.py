@@ -1,0 +1,49 @@
+"""Cycles in one agent namespace never overlap: ``ocscan scan`` holds the agents' lease too."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent_support import agent_config, agent_document, running_agent, write_yaml
+
+from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
+from ocscan.sandbox.trivydb import SAMPLE_MINIMAL
+
+
+def scan(sandbox: Sandbox, config_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ocscan", "scan", "--kubeconfig", str(sandbox.kubeconfig),
+         "--config", str(config_file), "--format", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_a_scan_refuses_to_run_while_an_agent_leads(
+    sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    image = sandbox.image(SAMPLE_MINIMAL.repository).reference
+    sandbox.apply(deployment("app", namespace, image, pull_secrets=[PULL_SECRET]))
+    sandbox.wait_for_running(namespace, 1)
+    lease = f"lease-{namespace}"[:60]
+    document = agent_document(sandbox, [namespace], lease=lease, schedule="0 0 1 1 *")
+    config_file = write_yaml(tmp_path / "ocscan.yaml", document)
+    config = agent_config(sandbox, [namespace], lease=lease, schedule="0 0 1 1 *")
+
+    async with running_agent(sandbox.kubeconfig, config, identity="the-agent") as run:
+        await run.cycles(1)
+        started = time.monotonic()
+        refused = await asyncio.to_thread(scan, sandbox, config_file)
+        waited = time.monotonic() - started
+    assert refused.returncode == 6, refused.stderr
+    assert "the-agent" in refused.stderr and lease in refused.stderr
+    assert refused.stdout == ""
+    assert waited < 4  # a live holder is recognised within a renewal or two, not waited out
+
+    # The agent released the lease when it stopped: a scan runs now.
+    done = await asyncio.to_thread(scan, sandbox, config_file)
+    assert done.returncode == 0, done.stderr
+    assert '"status": "scanned"' in done.stdout
