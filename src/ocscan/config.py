@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from ocscan.agent.schedule import schedule_problem
 from ocscan.errors import OcscanError
+from ocscan.kube.selector import parse_label_selector
 
 
 class ConfigError(OcscanError):
@@ -123,6 +124,13 @@ class TargetsConfig(_Strict):
     label_selector: str | None = Field(
         None, description="Only pods matching this label selector (kubectl syntax)."
     )
+
+    @field_validator("label_selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_label_selector(value)  # raises with the reason
+        return value
 
 
 class CycleConfig(_Strict):

@@ -17,8 +17,6 @@ its PID when the session ends, also after failures. Fixtures:
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,29 +34,13 @@ from ocscan.sandbox.trivydb import (
     SAMPLE_MINIMAL,
     build_trivy_db,
 )
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from prerequisites import missing_prerequisite, require_binary
 
 # Distinct, shell-hostile passwords (no comma or whitespace: they must fit TRIVY_PASSWORD).
 ALICE_PASSWORD = "alice-Pa$$w0rd#1"
 BOB_PASSWORD = "bob-S3cr3t;'\"2"
 CAROL_PASSWORD = "carol-T1s&pw!3"
 TRIVY_SERVER_TOKEN = "sandbox-server-token"
-
-
-def missing_prerequisite(message: str) -> None:
-    """Fail under CI, skip locally (the semantics of tests/conftest.py's require_binary)."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        missing_prerequisite(f"{name} is not installed (make test installs it)")
-        raise AssertionError("unreachable")
-    return path
 
 
 @pytest.fixture(scope="session")

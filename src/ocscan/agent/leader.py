@@ -138,6 +138,15 @@ class LeaderElector:
         duration = spec.leaseDurationSeconds or self._duration
         return now > self._observed_at + duration
 
+    async def acquire_once(self) -> bool:
+        """One round now; when it wins, this candidate leads (and releases on exit)."""
+        started = time.monotonic()
+        if not await self.try_acquire_or_renew():
+            return False
+        self._renewed_at = started
+        self._set_leading(True)
+        return True
+
     async def try_acquire_or_renew(self) -> bool:
         """One round: True when this candidate holds the lease afterwards."""
         now = datetime.now(UTC)
@@ -234,7 +243,7 @@ async def exclusive_lease(
         renew_seconds=renew_seconds,
     )
     seen: _Record | None = None
-    while not await elector.try_acquire_or_renew():
+    while not await elector.acquire_once():
         lease = await client.get(Lease, name, namespace=namespace)
         spec = lease.spec or LeaseSpec()
         version = lease.metadata.resourceVersion if lease.metadata else None

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,18 +39,6 @@ AGENT_ID = "7"
 AGENT_TOKEN = "glagent-CANARY-agent-token-5d1c9e"
 KAS_SECRET = b"CANARY-kas-secret-of-the-agent-t!"
 MANAGED = "app.kubernetes.io/managed-by=ocscan"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def require_binary(name: str) -> str:
-    """The path of ``name``; a failure under CI, a skip elsewhere, when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (make test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @dataclass(frozen=True)

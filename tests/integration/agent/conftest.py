@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_support import AGENT_ID, AGENT_TOKEN, KAS_SECRET, GitLabFiles, require_binary
+from agent_support import AGENT_ID, AGENT_TOKEN, KAS_SECRET, GitLabFiles
 
 from ocscan.sandbox.gitlab import GitLabEmulator
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox
+from prerequisites import require_binary
 
 
 @pytest.fixture(scope="session")

@@ -47,3 +47,24 @@ async def test_a_scan_refuses_to_run_while_an_agent_leads(
     done = await asyncio.to_thread(scan, sandbox, config_file)
     assert done.returncode == 0, done.stderr
     assert '"status": "scanned"' in done.stdout
+
+
+def test_a_scan_that_fails_at_once_still_releases_the_lease(
+    sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    assert sandbox.kube is not None
+    lease = f"lease-{namespace}"[:60]
+    config_file = write_yaml(
+        tmp_path / "ocscan.yaml", agent_document(sandbox, [namespace], lease=lease)
+    )
+    refusal = sandbox.kube.faults.fail(verb="list", resource="pods", status=403, times=1)
+    try:
+        failing = scan(sandbox, config_file)  # refused right after it took the lease
+    finally:
+        sandbox.kube.faults.remove(refusal)
+    assert failing.returncode == 4, failing.stderr
+    assert refusal.hits == 1
+    started = time.monotonic()
+    done = scan(sandbox, config_file)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 4  # not waiting out a lease left behind

@@ -22,11 +22,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from agent_support import AgentProcess, Metrics, require_binary, write_yaml
+from agent_support import AgentProcess, Metrics, write_yaml
 
 from ocscan.report.gitlab_report import validate_gitlab_report
 from ocscan.sandbox.processes import ProcessRecord, stop_pid
 from ocscan.scan.report import Severity
+from prerequisites import require_binary
 
 SAMPLE_STATUSES = {"auth": 1, "scanned": 3, "secret_missing": 1}
 

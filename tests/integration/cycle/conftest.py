@@ -4,26 +4,19 @@ recorded, so tests can prove what never appeared in any of them."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 from cycle_support import ObjectRecorder
 
 from ocscan.sandbox.stack import Sandbox
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from prerequisites import require_binary
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     for binary in ("docker-registry", "htpasswd"):
-        if shutil.which(binary) is None:
-            message = f"{binary} is not installed (make test installs it)"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
+        require_binary(binary)
     stack = Sandbox(tmp_path_factory.mktemp("sandbox"), samples=False).start()
     try:
         assert stack.kube is not None

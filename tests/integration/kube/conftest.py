@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,19 +17,7 @@ from kube_support import Kubectl
 from lightkube import AsyncClient, KubeConfig
 
 from ocscan.sandbox.kube.server import KubeEmulator
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def require_binary(name: str) -> str:
-    """The path of ``name``; skip locally, fail under CI, when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (make test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from prerequisites import require_binary
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ set the stage and to check what the agent did.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from rbac_support import (
     AGENT_ACCOUNT,
     AGENT_NAMESPACE,
     AGENT_USER,
-    IN_CI,
     RBAC_KINDS,
     apply,
     ocscan_scan,
@@ -27,6 +25,7 @@ from rbac_support import (
 )
 
 from ocscan.sandbox.stack import Sandbox
+from prerequisites import require_binary
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +47,7 @@ def sandbox(
     tmp_path_factory: pytest.TempPathFactory, rendered: list[dict[str, Any]]
 ) -> Iterator[Sandbox]:
     for binary in ("docker-registry", "htpasswd"):
-        if shutil.which(binary) is None:
-            message = f"{binary} is not installed (make test installs it)"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
+        require_binary(binary)
     stack = Sandbox(tmp_path_factory.mktemp("rbac-sandbox")).start()
     try:
         assert stack.kube is not None

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from ocscan.sandbox.kube.errors import ApiError
 from ocscan.sandbox.stack import Sandbox
+from prerequisites import require_binary
 
 DEPLOY = Path(__file__).parents[3] / "deploy"
 RBAC_SOURCE = DEPLOY / "base" / "rbac.yaml"
@@ -25,7 +23,6 @@ AGENT_NAMESPACE = "ocscan"
 AGENT_ACCOUNT = "ocscan-agent"
 AGENT_USER = f"system:serviceaccount:{AGENT_NAMESPACE}:{AGENT_ACCOUNT}"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @dataclass(frozen=True, order=True)
@@ -44,13 +41,7 @@ class Grant:
 
 def kubectl() -> str:
     """kubectl's path; missing it fails under CI and skips locally."""
-    path = shutil.which("kubectl")
-    if path is None:
-        message = "kubectl is not installed (make test installs kubernetes-client)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_binary("kubectl")
 
 
 def render_deploy() -> list[dict[str, Any]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocscan.sandbox.processes import ProcessRecord
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from prerequisites import require_binary
 
 
 def ocscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,11 +22,7 @@ def ocscan(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
 
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if IN_CI:
-            pytest.fail("kubectl is not installed (make test installs kubernetes-client)")
-        pytest.skip("kubectl is not installed")
+    binary = require_binary("kubectl")
     return subprocess.run(
         [binary, "--kubeconfig", str(kubeconfig), *args],
         capture_output=True, text=True, timeout=60, check=False,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,18 +11,14 @@ import pytest
 import yaml
 
 from ocscan.config import parse_config
+from prerequisites import require_binary
 
 DEPLOY = Path(__file__).parents[3] / "deploy"
 TARGETS = ["", "overlays/namespaces", "overlays/gitlab"]
 
 
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("kubectl is not installed (make test installs kubernetes-client)")
-        pytest.skip("kubectl is not installed")
-    return path
+    return require_binary("kubectl")
 
 
 def render(target: str) -> list[dict[str, Any]]:
