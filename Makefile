@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: venv
 	$(BIN)/mypy src
@@ -45,6 +45,10 @@ pytest: venv
 # One real scan cycle on the local sandbox; results in demo-output/.
 demo: sysdeps venv
 	bash scripts/demo.sh
+
+# Discovery at 1k-10k pods and a real cycle against the peers' way; writes BENCHMARKS.md.
+bench: sysdeps venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -2,7 +2,8 @@
 
 The calls grow with namespaces and kinds, never with pods: one paged list each of Pods,
 ReplicaSets, Jobs and ServiceAccounts per target namespace (or cluster-wide when every
-namespace is targeted). Pull secrets are read afterwards with ``get`` by name, once each.
+namespace is targeted), a few namespaces at a time, each object decoded into a slim view
+(:mod:`ocscan.kube.views`). Pull secrets are read afterwards with ``get`` by name, once each.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from typing import Any
 
 from lightkube import ALL_NS, AsyncClient, operators
 from lightkube.core.exceptions import ApiError
-from lightkube.models.core_v1 import Container, ContainerStatus, EphemeralContainer
-from lightkube.resources.apps_v1 import ReplicaSet
-from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod, Secret, ServiceAccount
+from lightkube.core.resource import api_info
+from lightkube.resources.core_v1 import Secret
 
 from ocscan.kube.retry import retrying
 from ocscan.kube.selector import parse_label_selector
+from ocscan.kube.views import (
+    ContainerStatusView,
+    ContainerView,
+    JobView,
+    ObjectMetaView,
+    PodView,
+    ReplicaSetView,
+    ServiceAccountView,
+)
 from ocscan.kube.workloads import (
     ContainerSnapshot,
     ContainerType,
@@ -30,6 +38,7 @@ from ocscan.kube.workloads import (
 
 DEFAULT_PAGE_SIZE = 500
 SECRET_GET_CONCURRENCY = 16
+NAMESPACE_CONCURRENCY = 4  # namespaces listed at once, each with its four lists
 SecretKey = tuple[str, str]
 
 
@@ -65,22 +74,27 @@ class ClusterSnapshot:
     namespaces: set[str] = field(default_factory=set)
 
 
-def _controller_of(metadata: Any) -> OwnerLink | None:
+def _controller_of(metadata: ObjectMetaView) -> OwnerLink | None:
     for ref in metadata.ownerReferences or ():
         if ref.controller:
-            return OwnerLink(kind=ref.kind, name=ref.name, uid=ref.uid, api_version=ref.apiVersion)
+            return OwnerLink(
+                kind=ref.kind or "",
+                name=ref.name or "",
+                uid=ref.uid or "",
+                api_version=ref.apiVersion or "",
+            )
     return None
 
 
 def _containers(
-    specs: Iterable[Container | EphemeralContainer] | None,
-    statuses: Iterable[ContainerStatus] | None,
+    specs: Iterable[ContainerView] | None,
+    statuses: Iterable[ContainerStatusView] | None,
     container_type: ContainerType,
 ) -> list[ContainerSnapshot]:
     image_ids = {status.name: status.imageID for status in statuses or ()}
     return [
         ContainerSnapshot(
-            name=spec.name,
+            name=spec.name or "",
             type=container_type,
             image=spec.image or "",
             image_id=image_ids.get(spec.name) or None,
@@ -89,8 +103,8 @@ def _containers(
     ]
 
 
-def pod_snapshot(pod: Pod) -> PodSnapshot:
-    """The scan-relevant view of a lightkube Pod."""
+def pod_snapshot(pod: PodView) -> PodSnapshot:
+    """The scan-relevant view of a listed Pod."""
     meta, spec, status = pod.metadata, pod.spec, pod.status
     assert meta is not None and spec is not None  # the API always sets both
     init_statuses = status.initContainerStatuses if status else None
@@ -144,19 +158,37 @@ class Discovery:
             )
             return [item async for item in stream]
 
+        kind = api_info(resource).resource.kind
         # A failed page restarts the list: a continue token may not outlive the failure.
-        return await retrying(read_all, what=f"list {resource.__name__} in {namespace}")
+        return await retrying(read_all, what=f"list {kind} in {namespace}")
+
+    async def _read_namespace(self, namespace: str) -> tuple[list[Any], ...]:
+        return tuple(
+            await asyncio.gather(
+                self._list(PodView, namespace, labels=self._labels),
+                self._list(ReplicaSetView, namespace),
+                self._list(JobView, namespace),
+                self._list(ServiceAccountView, namespace),
+            )
+        )
 
     async def snapshot(self) -> ClusterSnapshot:
         """Pods, their owners' owners and the service accounts' pull secrets."""
         snapshot = ClusterSnapshot()
-        for namespace in self._list_namespaces():
-            pods, replica_sets, jobs, accounts = await asyncio.gather(
-                self._list(Pod, namespace, labels=self._labels),
-                self._list(ReplicaSet, namespace),
-                self._list(Job, namespace),
-                self._list(ServiceAccount, namespace),
-            )
+        namespaces = self._list_namespaces()
+        gate = asyncio.Semaphore(NAMESPACE_CONCURRENCY)
+
+        async def read(namespace: str) -> tuple[list[Any], ...]:
+            async with gate:
+                return await self._read_namespace(namespace)
+
+        tasks = [asyncio.create_task(read(namespace)) for namespace in namespaces]
+        try:
+            listed = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # one namespace failed: stop reading the others
+                task.cancel()
+        for namespace, (pods, replica_sets, jobs, accounts) in zip(namespaces, listed, strict=True):
             for pod in pods:
                 if pod.metadata.deletionTimestamp is not None:
                     continue
@@ -164,10 +196,10 @@ class Discovery:
                 if self._scope.includes(shot.namespace):
                     snapshot.pods.append(shot)
                     snapshot.namespaces.add(shot.namespace)
-            for obj in (*replica_sets, *jobs):
-                meta = obj.metadata
-                key = (meta.namespace, type(obj).__name__, meta.name)
-                snapshot.owners[key] = _controller_of(meta)
+            for kind, owned in (("ReplicaSet", replica_sets), ("Job", jobs)):
+                for obj in owned:
+                    meta = obj.metadata
+                    snapshot.owners[(meta.namespace, kind, meta.name)] = _controller_of(meta)
             for account in accounts:
                 meta = account.metadata
                 names = tuple(ref.name for ref in account.imagePullSecrets or () if ref.name)

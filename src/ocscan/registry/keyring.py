@@ -34,6 +34,7 @@ Deliberate differences from the kubelet, all of them stricter:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -116,6 +117,7 @@ class RegistryKey:
         )
 
 
+@functools.lru_cache(maxsize=1024)  # the same few keys recur in every namespace's secrets
 def parse_registry_key(key: str) -> RegistryKey:
     """Normalise a docker config key; raise :class:`InvalidRegistryKeyError` if unusable.
 

@@ -79,6 +79,52 @@ def pull_secret_names(
     return [], "none"
 
 
+class PullSecretSet:
+    """A pod's pull secrets, decoded once, to look up the credentials of any of its images.
+
+    ``secrets`` maps a name to the Secret as the API returns it, or to ``None`` (or no
+    entry) when it does not exist.
+    """
+
+    def __init__(
+        self,
+        secret_names: Sequence[str],
+        secrets: Mapping[str, Mapping[str, Any] | None],
+        namespace: str,
+    ) -> None:
+        sources: list[tuple[str, list[DockerConfigEntry]]] = []
+        missing: list[str] = []
+        invalid: list[InvalidSecret] = []
+        tried: list[str] = []
+        for name in secret_names:
+            if not name or name in tried:
+                continue
+            tried.append(name)
+            secret = secrets.get(name)
+            if secret is None:
+                missing.append(name)
+                continue
+            source = f"{namespace}/{name}"
+            try:
+                sources.append((source, entries_from_secret(secret, source=source)))
+            except MalformedSecretError as exc:
+                invalid.append(InvalidSecret(name=name, reason=exc.reason))
+        self._keyring = Keyring(sources)
+        self._missing = tuple(missing)
+        self._invalid = tuple(invalid)
+        self._tried = tuple(tried)
+
+    def credentials_for(self, image: ImageReference | str) -> PullCredentials:
+        """The credentials that apply to ``image``, in try order. A string ``image`` is
+        parsed and may raise :class:`~ocscan.errors.InvalidReferenceError`."""
+        return PullCredentials(
+            matches=tuple(self._keyring.lookup(image)),
+            missing=self._missing,
+            invalid=self._invalid,
+            tried=self._tried,
+        )
+
+
 def resolve_pull_credentials(
     image: ImageReference | str,
     secret_names: Sequence[str],
@@ -89,31 +135,10 @@ def resolve_pull_credentials(
 
     ``secrets`` maps a name to the Secret as the API returns it, or to ``None`` (or no
     entry) when it does not exist. A string ``image`` is parsed and may raise
-    :class:`~ocscan.errors.InvalidReferenceError`.
+    :class:`~ocscan.errors.InvalidReferenceError`. For many images of the same pods, build
+    one :class:`PullSecretSet` instead.
     """
-    sources: list[tuple[str, list[DockerConfigEntry]]] = []
-    missing: list[str] = []
-    invalid: list[InvalidSecret] = []
-    tried: list[str] = []
-    for name in secret_names:
-        if not name or name in tried:
-            continue
-        tried.append(name)
-        secret = secrets.get(name)
-        if secret is None:
-            missing.append(name)
-            continue
-        source = f"{namespace}/{name}"
-        try:
-            sources.append((source, entries_from_secret(secret, source=source)))
-        except MalformedSecretError as exc:
-            invalid.append(InvalidSecret(name=name, reason=exc.reason))
-    return PullCredentials(
-        matches=tuple(Keyring(sources).lookup(image)),
-        missing=tuple(missing),
-        invalid=tuple(invalid),
-        tried=tuple(tried),
-    )
+    return PullSecretSet(secret_names, secrets, namespace).credentials_for(image)
 
 
 def _names(listed: Any) -> list[str]:

@@ -26,7 +26,7 @@ from ocscan.kube.workloads import (
     top_level_workload,
 )
 from ocscan.registry.keyring import CredentialMatch
-from ocscan.registry.pullsecrets import PullCredentials, resolve_pull_credentials
+from ocscan.registry.pullsecrets import PullCredentials, PullSecretSet
 from ocscan.registry.reference import ImageReference, image_id_digest, parse_reference
 
 SecretKey = tuple[str, str]  # (namespace, name)
@@ -141,7 +141,10 @@ def plan_scans(
     unreadable = unreadable or {}
     targets: dict[tuple[str, tuple[str, ...]], ScanTarget] = {}
     unplanned: list[UnplannedUse] = []
-    resolved: dict[tuple[str, tuple[str, ...], str], PullCredentials] = {}
+    # Replicas and neighbours repeat the same images and secrets: work each out once.
+    references: dict[tuple[str, str | None], ImageReference] = {}
+    secret_sets: dict[tuple[str, tuple[str, ...]], PullSecretSet] = {}
+    resolved: dict[tuple[str, tuple[str, ...], str], tuple[PullCredentials, tuple[str, ...]]] = {}
     for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
         workload = top_level_workload(pod, owners)
         listed = _pull_secret_names(pod, service_accounts)
@@ -155,22 +158,28 @@ def plan_scans(
             if (pod.namespace, name) in unreadable
         )
         names = tuple(name for name in listed if (pod.namespace, name) not in unreadable)
-        pod_secrets = {name: secrets.get((pod.namespace, name)) for name in names}
         for container in pod.containers:
             try:
-                reference = scan_reference(container.image, container.image_id)
+                reference = references.get((container.image, container.image_id))
+                if reference is None:
+                    reference = scan_reference(container.image, container.image_id)
+                    references[(container.image, container.image_id)] = reference
             except InvalidReferenceError as error:
                 use = ContainerUse(
                     workload, container.name, container.type, container.image, pod.name
                 )
                 unplanned.append(UnplannedUse(use, "not_found", str(error)))
                 continue
-            # Replicas share their secrets: resolve each (secrets, repository) pair once.
             memo_key = (pod.namespace, names, reference.name)
-            pulled = resolved.get(memo_key)
-            if pulled is None:
-                pulled = resolve_pull_credentials(reference, names, pod_secrets, pod.namespace)
-                resolved[memo_key] = pulled
+            if memo_key not in resolved:
+                secret_set = secret_sets.get((pod.namespace, names))
+                if secret_set is None:
+                    pod_secrets = {name: secrets.get((pod.namespace, name)) for name in names}
+                    secret_set = PullSecretSet(names, pod_secrets, pod.namespace)
+                    secret_sets[(pod.namespace, names)] = secret_set
+                found = secret_set.credentials_for(reference)
+                resolved[memo_key] = (found, tuple(m.credential.identity for m in found.matches))
+            pulled, identities = resolved[memo_key]
             use = ContainerUse(
                 workload,
                 container.name,
@@ -179,7 +188,6 @@ def plan_scans(
                 pod.name,
                 problems=refused + _problems(pulled, pod.namespace),
             )
-            identities = tuple(match.credential.identity for match in pulled.matches)
             target = targets.get((str(reference), identities))
             if target is None:
                 target = ScanTarget(reference=reference, credentials=list(pulled.matches))

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+import msgspec
 import yaml
 
 from ocscan.sandbox.kube import discovery, openapi, protobuf
@@ -190,6 +191,9 @@ class KubeEmulator:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # listen() backlog. socketserver's 5 drops the SYNs of a client opening more connections
+    # at once, which then wait a second to retry; Go's API server uses the system maximum.
+    request_queue_size = 128
     emulator: KubeEmulator
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
@@ -244,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- plumbing ----------------------------------------------------------------------------
 
     def setup(self) -> None:
+        # Headers and body go out in two writes: with Nagle's algorithm the body waits for
+        # the client's delayed ACK (40 ms on Linux). Go's API server disables it too.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(self.timeout)
             self.request.do_handshake()
@@ -341,7 +348,9 @@ class _Handler(BaseHTTPRequestHandler):
         return b""
 
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> int:
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        # msgspec: compact UTF-8 JSON, as the API server writes it, several times faster
+        # than json.dumps on the megabytes of a large list.
+        payload = msgspec.json.encode(body)
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -795,7 +804,7 @@ def _presented(rtype: ResourceType, obj: JsonObject) -> JsonObject:
 
 
 def _event_line(kind: str, obj: JsonObject) -> bytes:
-    return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+    return msgspec.json.encode({"type": kind, "object": obj}) + b"\n"
 
 
 def _bookmark(rtype: ResourceType, emulator: KubeEmulator) -> JsonObject:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import queue
 import secrets as _random
@@ -357,16 +358,22 @@ class ObjectStore:
                 rv, start = self._rv, None
                 snapshot = self._objects.get(rtype.key, {})
             keys = sorted(k for k in snapshot if namespace is None or k[0] == namespace)
+            if start is not None:
+                keys = keys[bisect.bisect_right(keys, start) :]
+            unfiltered = labels.empty and fields.empty
             selected: list[tuple[tuple[str, str], JsonObject]] = []
             for key in keys:
-                if start is not None and key <= start:
-                    continue
                 obj = snapshot[key]
-                if labels.matches(obj["metadata"].get("labels")) and fields.matches(obj):
+                if unfiltered or (
+                    labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)
+                ):
                     selected.append((key, obj))
+                    if limit and limit > 0 and len(selected) > limit:
+                        break  # a page costs its own size, not the rest of the list
         token = remaining = None
         if limit and limit > 0 and len(selected) > limit:
-            remaining = len(selected) - limit
+            # As the API server: the remaining count only when no selector hides items.
+            remaining = len(keys) - limit if unfiltered else None
             selected = selected[:limit]
             token = self._encode_continue(rv, selected[-1][0])
         items = [clone(o) if copy else o for _, o in selected]

@@ -1,0 +1,1 @@
+"""ocscan's benchmark harness: ``python -m bench`` (``make bench``) writes BENCHMARKS.md."""
