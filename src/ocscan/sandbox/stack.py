@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -368,6 +367,12 @@ class Sandbox:
 
     def wait_for_running(self, namespace: str, count: int, timeout: float = 30.0) -> None:
         """Wait until ``count`` pods of ``namespace`` run; SandboxError naming the others."""
+        self.wait_for_pods(namespace, count, timeout, phase="Running")
+
+    def wait_for_pods(
+        self, namespace: str, count: int, timeout: float = 30.0, *, phase: str | None = None
+    ) -> None:
+        """Wait until ``namespace`` has ``count`` pods (in ``phase``, when given)."""
         assert self.kube is not None
         store = self.kube.store
         pods_type = store.registry.for_kind("v1", "Pod")
@@ -375,15 +380,14 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while True:
             pods = store.list(pods_type, namespace)
-            running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
-            if len(running) >= count:
+            matching = [
+                p for p in pods if phase is None or (p.get("status") or {}).get("phase") == phase
+            ]
+            if len(matching) >= count:
                 return
             if time.monotonic() > deadline:
                 states = {p["metadata"]["name"]: (p.get("status") or {}).get("phase") for p in pods}
-                raise SandboxError(f"pods of {namespace} not running after {timeout}s: {states}")
+                raise SandboxError(
+                    f"{count} pods of {namespace} not {phase or 'there'} after {timeout}s: {states}"
+                )
             time.sleep(0.05)
-
-
-def remove_directory(directory: Path) -> None:
-    """Delete a stopped sandbox's folder (it holds the registry storage and state)."""
-    shutil.rmtree(directory, ignore_errors=True)

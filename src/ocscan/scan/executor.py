@@ -280,11 +280,11 @@ class ScanExecutor:
                 f"{type(error).__name__}",
             )
         finally:
-            # Runs to the end even when this scan is cancelled; drain() waits for it.
+            # Starts now and runs to the end even if this scan is cancelled; the scan's
+            # concurrency slot does not wait for the deletions, drain() does.
             cleanup = asyncio.create_task(self._cleanup(name, secret_attempted, keep_pod=failed))
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
-            await asyncio.shield(cleanup)
 
     async def _create(self, obj: _Created, name: str) -> _Created:
         """Create ``obj``; a retry that meets 409 finds the object its lost answer made."""
@@ -301,7 +301,7 @@ class ScanExecutor:
         return await retrying(attempt, what=f"create {kind} {self.namespace}/{name}")
 
     async def drain(self) -> None:
-        """Wait for the cleanups of cancelled scans to finish."""
+        """Wait until every scan's pod and Secret deletions have finished."""
         while self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
 

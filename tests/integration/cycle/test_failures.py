@@ -27,6 +27,8 @@ def scan_one(
     sandbox.apply(deployment("app", namespace, image, pull_secrets=[PULL_SECRET]))
     if wait:
         sandbox.wait_for_running(namespace, 1)
+    else:  # it cannot run, but its pod must exist
+        sandbox.wait_for_pods(namespace, 1)
     config = sandbox_config(sandbox, targets={"namespaces": [namespace]}, scanner=scanner)
     report = run(sandbox, config)
     assert managed_objects(sandbox) == []
