@@ -19,13 +19,16 @@ from ocscan.config import Config
 from ocscan.kube.discovery import Discovery, DiscoveryScope
 from ocscan.kube.events import emit, scan_failed_event
 from ocscan.report.consolidate import consolidate
-from ocscan.report.model import SCANNED, CycleReport
+from ocscan.report.model import SCANNED, ContainerReport, CycleReport, WorkloadReport
 from ocscan.scan.executor import ScanExecutor
+from ocscan.scan.failure import FailureKind, ScanFailure
 from ocscan.scan.outcome import ScanOutcome
 from ocscan.scan.plan import ScanPlan, ScanTarget, plan_scans, pull_secret_keys
 from ocscan.scan.podwatch import PodTracker
 
 log = logging.getLogger(__name__)
+
+EVENT_CONCURRENCY = 8
 
 
 @dataclass(slots=True)
@@ -94,11 +97,14 @@ async def run_cycle(
         outcomes: dict[str, ScanOutcome] = {}
 
         async def scan(target: ScanTarget) -> None:
-            progress.running += 1
             try:
                 outcome = await executor.scan(target)
-            finally:
-                progress.running -= 1
+            except Exception as error:  # one target must never end the others' scans
+                log.exception("scanning %s failed unexpectedly", target.reference)
+                message = f"internal error while scanning: {type(error).__name__}: {error}"
+                failure = ScanFailure(kind=FailureKind.SCANNER_ERROR, message=message)
+                outcome = ScanOutcome(failure=failure)
+            progress.running = executor.running
             outcomes[target.key] = outcome
             if observer:
                 observer.scan_finished(outcome)
@@ -132,20 +138,30 @@ async def run_cycle(
 
 async def _announce_failures(client: AsyncClient, report: CycleReport) -> None:
     """A WARNING log line and a ``ScanFailed`` Event for every container not scanned."""
-    for workload in report.workloads:
-        for container in workload.containers:
-            if container.status == SCANNED or container.error is None:
-                continue
-            log.warning(
-                "scan failed for %s/%s/%s container %s (%s): %s: %s",
-                workload.namespace,
-                workload.kind,
-                workload.name,
-                container.name,
-                container.image,
-                container.error.kind,
-                container.error.message,
-            )
-            error = container.error
-            event = scan_failed_event(workload.ref, container.name, error.kind, error.message)
-            await emit(client, event)
+    gate = asyncio.Semaphore(EVENT_CONCURRENCY)
+
+    async def announce(workload: WorkloadReport, container: ContainerReport) -> None:
+        error = container.error
+        assert error is not None
+        log.warning(
+            "scan failed for %s/%s/%s container %s (%s): %s: %s",
+            workload.namespace,
+            workload.kind,
+            workload.name,
+            container.name,
+            container.image,
+            error.kind,
+            error.message,
+        )
+        async with gate:
+            await emit(client, scan_failed_event(workload.ref, container.name, error.kind,
+                                                 error.message))  # fmt: skip
+
+    await asyncio.gather(
+        *(
+            announce(workload, container)
+            for workload in report.workloads
+            for container in workload.containers
+            if container.status != SCANNED and container.error is not None
+        )
+    )

@@ -219,6 +219,10 @@ class LeaseHeldError(OcscanError):
         )
 
 
+class LeaseLostError(OcscanError):
+    """The lease was lost during a cycle (renewals failed long enough): the cycle stopped."""
+
+
 @contextlib.asynccontextmanager
 async def exclusive_lease(
     client: AsyncClient,

@@ -170,10 +170,11 @@ class Agent:
         self.metrics.observe_cycle(report)
         cycle_summary = report.cycle
         log.info(
-            "cycle finished: %d workloads, %d containers, %d images, %.1fs; by status %s",
+            "cycle finished: %d workloads, %d containers, %d images, %d scans, %.1fs; by status %s",
             cycle_summary.workloads,
             cycle_summary.containers,
-            cycle_summary.scan_targets,
+            cycle_summary.images,
+            cycle_summary.scans,
             cycle_summary.duration_seconds,
             cycle_summary.by_status,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,9 +14,10 @@ import typer
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ocscan.agent.leader import LeaseHeldError, exclusive_lease
+from ocscan.agent.leader import LeaderElector, LeaseHeldError, LeaseLostError, exclusive_lease
 from ocscan.agent.runner import default_identity
 from ocscan.config import Config, ConfigError, TargetsConfig, load_config
 from ocscan.cycle import Progress as CycleProgress
@@ -61,8 +62,8 @@ async def _run(
     """The cycle's report and the names of the sinks that failed."""
     client = make_client(kubeconfig, context)
     try:
-        async with _one_cycle_at_a_time(client, config):
-            report = await _cycle(client, config, show_progress)
+        async with _one_cycle_at_a_time(client, config) as lease:
+            report = await _unless_lost(_cycle(client, config, show_progress), lease)
             failed: list[str] = []
             if deliver:
                 results = await Delivery(client, config).deliver(report)
@@ -73,12 +74,14 @@ async def _run(
 
 
 @contextlib.asynccontextmanager
-async def _one_cycle_at_a_time(client: AsyncClient, config: Config) -> AsyncIterator[None]:
+async def _one_cycle_at_a_time(
+    client: AsyncClient, config: Config
+) -> AsyncIterator[LeaderElector | None]:
     """Hold the agent namespace's lease, as its agents do: cycles there never overlap, so
     one cycle's sweep never removes another's scanner pods."""
     election = config.leader_election
     if not election.enabled:
-        yield
+        yield None
         return
     async with exclusive_lease(
         client,
@@ -87,8 +90,29 @@ async def _one_cycle_at_a_time(client: AsyncClient, config: Config) -> AsyncIter
         identity=f"ocscan-scan-{default_identity()}",
         lease_duration_seconds=election.lease_duration_seconds,
         renew_seconds=election.renew_seconds,
-    ):
-        yield
+    ) as elector:
+        yield elector
+
+
+async def _unless_lost(cycle: Awaitable[CycleReport], lease: LeaderElector | None) -> CycleReport:
+    """The cycle's report; the cycle is cancelled (and cleaned up) if the lease is lost."""
+    if lease is None:
+        return await cycle
+    running = asyncio.ensure_future(cycle)
+    lost = asyncio.ensure_future(lease.wait_until_not_leader())
+    try:
+        await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost.cancel()
+    if not running.done():
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        raise LeaseLostError(
+            "lost the lease of the agent namespace during the cycle (renewals failed); "
+            "stopped the cycle and removed its scanner pods"
+        )
+    return running.result()
 
 
 async def _cycle(client: AsyncClient, config: Config, show_progress: bool) -> CycleReport:
@@ -145,29 +169,29 @@ def scan(
         if deliver:
             Delivery.check(config.sinks)
     except ConfigError as error:
-        err.print(f"[red]bad configuration:[/] {error}", highlight=False)
+        err.print(f"[red]bad configuration:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_BAD_CONFIG) from None
     show_progress = output_format == OutputFormat.table and sys.stderr.isatty()
     try:
         report, failed_sinks = asyncio.run(
             _run(config, kubeconfig, context, show_progress=show_progress, deliver=deliver)
         )
-    except LeaseHeldError as error:
-        err.print(f"[red]not scanning:[/] {error}", highlight=False, soft_wrap=True)
+    except (LeaseHeldError, LeaseLostError) as error:
+        err.print(f"[red]not scanning:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CYCLE_RUNNING) from None
     except ClusterUnreachableError as error:
-        err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
+        err.print(f"[red]cluster unreachable:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
     except ApiError as error:
         # One line, unwrapped: the API's message names the verb and resource to grant.
         err.print(
-            f"[red]the Kubernetes API refused ocscan:[/] {error.status.message}",
+            f"[red]the Kubernetes API refused ocscan:[/] {escape(error.status.message or '')}",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
     except httpx2.HTTPError as error:
-        err.print(f"[red]cluster unreachable:[/] {error}", highlight=False)
+        err.print(f"[red]cluster unreachable:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(EXIT_CLUSTER_UNREACHABLE) from None
     _write(report, config, output_format, output)
     if failed_sinks:

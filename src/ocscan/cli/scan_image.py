@@ -163,7 +163,8 @@ def _from_docker_config(reference: ImageReference, path: Path) -> RegistryCreden
             err=True,
         )
         return None
-    return matches[0].credential
+    credential = matches[0].credential
+    return None if credential.is_anonymous else credential
 
 
 def _mode(server: str | None, token_file: Path | None, cache_dir: Path | None) -> ScanMode:

@@ -13,12 +13,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 from lightkube import ALL_NS, AsyncClient, operators
 from lightkube.core.exceptions import ApiError
 from lightkube.core.resource import api_info
 from lightkube.resources.core_v1 import Secret
 
-from ocscan.kube.retry import retrying
+from ocscan.kube.retry import describe, retrying
 from ocscan.kube.selector import parse_label_selector
 from ocscan.kube.views import (
     ContainerStatusView,
@@ -225,7 +226,10 @@ class Discovery:
                     if error.status.code == 404:
                         fetched.secrets[key] = None
                     else:  # e.g. 403: the secret exists for the kubelet but not for us
-                        fetched.errors[key] = error.status.message or f"HTTP {error.status.code}"
+                        fetched.errors[key] = describe(error)
+                    return
+                except httpx2.HTTPError as error:  # no JSON Status, or no answer at all
+                    fetched.errors[key] = describe(error)
                     return
             fetched.secrets[key] = secret.to_dict()
 

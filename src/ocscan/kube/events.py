@@ -12,7 +12,7 @@ from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
 
-from ocscan.kube.retry import retrying
+from ocscan.kube.retry import describe, retrying
 from ocscan.kube.workloads import WorkloadRef
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def emit(client: AsyncClient, event: Event) -> bool:
     except ApiError as error:
         log.warning("could not record event on %s: %s", target, error.status.message)
         return False
-    except httpx2.TransportError as error:
-        log.warning("could not record event on %s: %s", target, type(error).__name__)
+    except httpx2.HTTPError as error:
+        log.warning("could not record event on %s: %s", target, describe(error))
         return False
     return True

@@ -22,9 +22,15 @@ MAX_DELAY = 5.0
 
 
 def is_transient(error: BaseException) -> bool:
-    """A failure that the same request may not meet again."""
+    """A failure that the same request may not meet again.
+
+    lightkube raises ``ApiError`` for a JSON Status body, but a bare ``HTTPStatusError``
+    for any other body (a proxy's 502 page): both are judged by their status code.
+    """
     if isinstance(error, ApiError):
         return error.status.code in RETRYABLE_STATUS
+    if isinstance(error, httpx2.HTTPStatusError):
+        return error.response.status_code in RETRYABLE_STATUS
     return isinstance(error, httpx2.TransportError)
 
 
@@ -34,16 +40,19 @@ async def retrying(call: Callable[[], Awaitable[T]], *, what: str, attempts: int
     for attempt in range(1, attempts + 1):
         try:
             return await call()
-        except (ApiError, httpx2.TransportError) as error:
+        except httpx2.HTTPError as error:
             if attempt == attempts or not is_transient(error):
                 raise
             delay = random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))  # noqa: S311
-            log.info("%s failed (%s), retry %d in %.2fs", what, _describe(error), attempt, delay)
+            log.info("%s failed (%s), retry %d in %.2fs", what, describe(error), attempt, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
+    """An API failure in the API's own words where it gave some; never a request body."""
     if isinstance(error, ApiError):
-        return f"HTTP {error.status.code}: {error.status.message}"
+        return error.status.message or f"HTTP {error.status.code}"
+    if isinstance(error, httpx2.HTTPStatusError):
+        return f"HTTP {error.response.status_code} {error.response.reason_phrase}".strip()
     return type(error).__name__

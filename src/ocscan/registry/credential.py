@@ -30,6 +30,11 @@ class RegistryCredential(BaseModel):
     def of(cls, username: str, password: str) -> RegistryCredential:
         return cls(username=SecretStr(username), password=SecretStr(password))
 
+    @property
+    def is_anonymous(self) -> bool:
+        """An entry with neither username nor password: the pull goes without credentials."""
+        return not self.username.get_secret_value() and not self.password.get_secret_value()
+
     def reveal(self) -> tuple[str, str]:
         """The clear-text ``(username, password)``: only for handing to a registry client."""
         return self.username.get_secret_value(), self.password.get_secret_value()

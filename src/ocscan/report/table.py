@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -64,8 +65,11 @@ def summary_tables(report: CycleReport) -> Group:
 def failures_text(report: CycleReport) -> list[str]:
     """One line per container that was not scanned: where, why, in the scanner's words."""
     return [
-        f"[bold red]{container.status}[/] {workload.namespace}/{workload.kind}/{workload.name} "
-        f"container {container.name}: {container.error.message if container.error else ''}"
+        f"[bold red]{container.status}[/] "
+        + escape(
+            f"{workload.namespace}/{workload.kind}/{workload.name} container {container.name}: "
+            f"{container.error.message if container.error else ''}"
+        )
         for workload in report.workloads
         for container in workload.containers
         if container.status != SCANNED
@@ -109,11 +113,12 @@ def print_findings(result: ScanResult, console: Console) -> None:
         for finding in sorted(result.findings, key=lambda f: f.severity.rank):
             table.add_row(
                 Text(finding.severity.value, style=SEVERITY_STYLES[finding.severity]),
-                finding.vulnerability_id,
-                finding.package_name,
-                finding.installed_version,
-                finding.fixed_version or "",
-                finding.title or "",
+                # Text, not markup: advisory texts may hold brackets.
+                Text(finding.vulnerability_id),
+                Text(finding.package_name),
+                Text(finding.installed_version),
+                Text(finding.fixed_version or ""),
+                Text(finding.title or ""),
             )
         console.print(table)
     counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}

@@ -24,7 +24,7 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod, Secret
 
 from ocscan.config import ScannerConfig
-from ocscan.kube.retry import retrying
+from ocscan.kube.retry import describe, retrying
 from ocscan.registry.credential import RegistryCredential
 from ocscan.registry.keyring import CredentialMatch
 from ocscan.registry.reference import ImageReference
@@ -32,12 +32,12 @@ from ocscan.scan.failure import FailureKind, ScanFailure, classify_failure, reda
 from ocscan.scan.outcome import ScanOutcome
 from ocscan.scan.plan import ScanTarget
 from ocscan.scan.podspec import (
-    MANAGED_SELECTOR,
     SCANNER_CONTAINER,
+    SCANNER_SELECTOR,
     credential_secret,
     scanner_pod,
 )
-from ocscan.scan.podwatch import PodTracker, pod_summary
+from ocscan.scan.podwatch import PodTracker, ScannerPodGoneError, pod_summary
 from ocscan.scan.report import ReportError, ScanResult, parse_report
 from ocscan.scan.transport import REPORT_TOO_LARGE_EXIT, TransportError, unframe_report
 from ocscan.scan.trivy_command import ClientServer, build_trivy_command
@@ -128,9 +128,9 @@ def interpret(
     try:
         return parse_report(unframe_report(log_text, cap=report_cap), image=image)
     except TransportError as error:
-        return ScanFailure(kind=FailureKind(error.kind), message=error.message)
+        return ScanFailure(kind=FailureKind(error.kind), message=redact(error.message, secrets))
     except ReportError as error:
-        return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=str(error))
+        return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=redact(str(error), secrets))
 
 
 class ScanExecutor:
@@ -151,6 +151,7 @@ class ScanExecutor:
         self._cleanups: set[asyncio.Task[None]] = set()
         self._on_secret_count = on_secret_count
         self._alive: set[str] = set()
+        self.running = 0  # scans holding a concurrency slot right now
 
     @property
     def secrets_alive(self) -> int:
@@ -172,17 +173,19 @@ class ScanExecutor:
     async def scan(self, target: ScanTarget) -> ScanOutcome:
         """Scan ``target``, trying its credentials in order while the registry says ``auth``."""
         outcome = ScanOutcome()
-        started = time.monotonic()
         candidates: list[CredentialMatch | None] = list(target.credentials) or [None]
         for match in candidates:
             credential = match.credential if match is not None else None
-            if credential is not None and not any(credential.reveal()):
-                credential = None  # an entry without credentials means an anonymous pull
             label = f"secret {match.source} (key {match.key})" if match else "no credentials"
             outcome.attempts.append(label)
             async with self._gate:
-                answer = await self._scan_once(target.reference, credential)
-            outcome.seconds = time.monotonic() - started
+                self.running += 1
+                started = time.monotonic()  # the scan, not the wait for a slot
+                try:
+                    answer = await self._scan_once(target.reference, credential)
+                finally:
+                    self.running -= 1
+                    outcome.seconds += time.monotonic() - started
             if isinstance(answer, ScanResult):
                 outcome.result, outcome.failure = answer, None
                 return outcome
@@ -267,17 +270,19 @@ class ScanExecutor:
                 kind=FailureKind.TIMEOUT,
                 message=f"scanner pod {self.namespace}/{name} did not finish within {deadline}s",
             )
+        except ScannerPodGoneError as error:
+            return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=redact(str(error), scrub))
         except ApiError as error:
             return ScanFailure(
                 kind=FailureKind.SCANNER_ERROR,
                 message=f"Kubernetes API refused the scanner pod {self.namespace}/{name}: "
                 + redact(error.status.message or str(error.status.code), scrub),
             )
-        except httpx2.TransportError as error:
+        except httpx2.HTTPError as error:  # no JSON Status (a proxy's page), or no answer
             return ScanFailure(
                 kind=FailureKind.SCANNER_ERROR,
-                message=f"Kubernetes API unreachable while scanning in {self.namespace}/{name}: "
-                f"{type(error).__name__}",
+                message=f"Kubernetes API failed while scanning in {self.namespace}/{name}: "
+                f"{describe(error)}",
             )
         finally:
             # Starts now and runs to the end even if this scan is cancelled; the scan's
@@ -301,9 +306,13 @@ class ScanExecutor:
         return await retrying(attempt, what=f"create {kind} {self.namespace}/{name}")
 
     async def drain(self) -> None:
-        """Wait until every scan's pod and Secret deletions have finished."""
+        """Wait until every scan's pod and Secret deletions have finished.
+
+        ``asyncio.wait`` (unlike ``gather``) leaves the deletions running should this wait
+        itself be cancelled.
+        """
         while self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
+            await asyncio.wait(set(self._cleanups))
 
     async def _read_log(self, name: str) -> str:
         lines = [
@@ -330,9 +339,9 @@ class ScanExecutor:
                     error.status.message,
                 )
                 return False
-        except httpx2.TransportError as error:
+        except httpx2.HTTPError as error:
             log.warning("could not delete temporary secret %s/%s: %s",
-                        self.namespace, name, type(error).__name__)  # fmt: skip
+                        self.namespace, name, describe(error))  # fmt: skip
             return False
         self._count_secret(name, -1)
         return True
@@ -359,9 +368,9 @@ class ScanExecutor:
                 log.warning("could not delete scanner pod %s/%s: %s",
                             self.namespace, name, error.status.message)  # fmt: skip
                 return False
-        except httpx2.TransportError as error:
+        except httpx2.HTTPError as error:
             log.warning("could not delete scanner pod %s/%s: %s",
-                        self.namespace, name, type(error).__name__)  # fmt: skip
+                        self.namespace, name, describe(error))  # fmt: skip
             return False
         return True
 
@@ -374,7 +383,7 @@ class ScanExecutor:
         """
 
         async def managed_pods() -> list[str]:
-            pods = self._client.list(Pod, namespace=self.namespace, labels=MANAGED_SELECTOR)
+            pods = self._client.list(Pod, namespace=self.namespace, labels=SCANNER_SELECTOR)
             return [_name_of(pod) async for pod in pods]
 
         names = await retrying(managed_pods, what=f"list scanner pods in {self.namespace}")

@@ -144,7 +144,10 @@ def plan_scans(
     # Replicas and neighbours repeat the same images and secrets: work each out once.
     references: dict[tuple[str, str | None], ImageReference] = {}
     secret_sets: dict[tuple[str, tuple[str, ...]], PullSecretSet] = {}
-    resolved: dict[tuple[str, tuple[str, ...], str], tuple[PullCredentials, tuple[str, ...]]] = {}
+    resolved: dict[
+        tuple[str, tuple[str, ...], str],
+        tuple[PullCredentials, list[CredentialMatch], tuple[str, ...]],
+    ] = {}
     for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
         workload = top_level_workload(pod, owners)
         listed = _pull_secret_names(pod, service_accounts)
@@ -178,8 +181,10 @@ def plan_scans(
                     secret_set = PullSecretSet(names, pod_secrets, pod.namespace)
                     secret_sets[(pod.namespace, names)] = secret_set
                 found = secret_set.credentials_for(reference)
-                resolved[memo_key] = (found, tuple(m.credential.identity for m in found.matches))
-            pulled, identities = resolved[memo_key]
+                # An entry without credentials is an anonymous pull: the no-credentials target.
+                usable = [m for m in found.matches if not m.credential.is_anonymous]
+                resolved[memo_key] = (found, usable, tuple(m.credential.identity for m in usable))
+            pulled, usable, identities = resolved[memo_key]
             use = ContainerUse(
                 workload,
                 container.name,
@@ -190,7 +195,7 @@ def plan_scans(
             )
             target = targets.get((str(reference), identities))
             if target is None:
-                target = ScanTarget(reference=reference, credentials=list(pulled.matches))
+                target = ScanTarget(reference=reference, credentials=list(usable))
                 targets[(str(reference), identities)] = target
             target.uses.append(use)
             for name in pulled.tried:

@@ -20,6 +20,7 @@ MANAGED_BY = "ocscan"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 TARGET_LABEL = "ocscan.io/target"
 MANAGED_SELECTOR: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY}
+SCANNER_SELECTOR: dict[str, Any] = {**MANAGED_SELECTOR, COMPONENT_LABEL: "scanner"}
 
 SCANNER_CONTAINER = "scanner"
 SCRATCH_PATH = "/scratch"
@@ -67,7 +68,8 @@ def scanner_pod(
         env.append(_secret_env(TOKEN_ENV, config.trivy_token_secret, "token", optional=True))
     env.extend(_secret_env(variable, name, variable) for variable in sorted(command.secret_env))
     volume_mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_PATH}]
-    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "4Gi"}}]
+    scratch_size = config.limits.get("ephemeral-storage", "4Gi")  # image layers land here
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": scratch_size}}]
     if dockerconfig:
         volume_mounts.append({"name": "auth", "mountPath": AUTH_PATH, "readOnly": True})
         volumes.append(
@@ -173,7 +175,9 @@ def credential_secret(
                     "name": owner_meta["name"],
                     "uid": owner_meta["uid"],
                     "controller": True,
-                    "blockOwnerDeletion": True,
+                    # True would need update on pods/finalizers where the API enforces
+                    # owner-reference permissions (OpenShift); the GC deletes it either way.
+                    "blockOwnerDeletion": False,
                 }
             ],
         },

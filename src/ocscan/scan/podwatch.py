@@ -19,7 +19,8 @@ from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import OnErrorAction, OnErrorResult, on_error_retry
 
-from ocscan.scan.podspec import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from ocscan.errors import OcscanError
+from ocscan.scan.podspec import SCANNER_SELECTOR
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,16 @@ def _retry_after_pause(error: Exception, count: int) -> OnErrorResult:
     return result
 
 
+class ScannerPodGoneError(OcscanError):
+    """A scanner pod was deleted before its scan finished."""
+
+    def __init__(self, namespace: str, name: str, last_state: str) -> None:
+        super().__init__(
+            f"scanner pod {namespace}/{name} was deleted before it finished "
+            f"(evicted, preempted or removed); its last state: {last_state}"
+        )
+
+
 class PodTracker:
     """The latest known state of each scanner pod, and a way to wait for a condition."""
 
@@ -49,6 +60,7 @@ class PodTracker:
         self._client = client
         self._namespace = namespace
         self._pods: dict[str, Pod] = {}
+        self._gone: dict[str, Pod] = {}  # deleted under a scan's feet: their last state
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,11 +75,13 @@ class PodTracker:
                 await self._task
 
     async def _run(self) -> None:
-        labels: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: "scanner"}
         while True:
             try:
                 stream = self._client.watch(
-                    Pod, namespace=self._namespace, labels=labels, on_error=_retry_after_pause
+                    Pod,
+                    namespace=self._namespace,
+                    labels=SCANNER_SELECTOR,
+                    on_error=_retry_after_pause,
                 )
                 async for event, pod in stream:
                     await self._record(pod, deleted=event == "DELETED")
@@ -90,7 +104,10 @@ class PodTracker:
             return
         async with self._changed:
             if deleted:
-                self._pods.pop(name, None)
+                # Deleted while a scan still tracked it (evicted, preempted, removed by hand):
+                # keep its last state so the scan ends now, saying so.
+                if self._pods.pop(name, None) is not None:
+                    self._gone[name] = pod
             else:
                 self._pods[name] = pod
             self._changed.notify_all()
@@ -101,6 +118,10 @@ class PodTracker:
         except ApiError as error:
             if error.status.code != 404:
                 raise
+            async with self._changed:
+                if (last := self._pods.pop(name, None)) is not None:
+                    self._gone[name] = last
+                self._changed.notify_all()
             return
         except Exception as error:  # transient: the next recheck tries again
             log.debug("GET pod %s failed: %s", name, error)
@@ -111,6 +132,8 @@ class PodTracker:
         """Wait until pod ``name`` satisfies ``condition``; the caller bounds the wait."""
         while True:
             async with self._changed:
+                if (last := self._gone.get(name)) is not None:
+                    raise ScannerPodGoneError(self._namespace, name, pod_summary(last))
                 pod = self._pods.get(name)
                 if pod is not None and condition(pod):
                     return pod
@@ -121,6 +144,7 @@ class PodTracker:
 
     def forget(self, name: str) -> None:
         self._pods.pop(name, None)
+        self._gone.pop(name, None)
 
 
 def pod_summary(pod: Any) -> str:

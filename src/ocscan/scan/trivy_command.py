@@ -26,7 +26,7 @@ PASSWORD_ENV = "TRIVY_PASSWORD"
 TOKEN_ENV = "TRIVY_TOKEN"
 
 _DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+_DOCKER_HUB_NAMES = frozenset({"docker.io"})  # references are normalised to it
 
 # Nothing is ever downloaded besides the image: no DB, Java DB, checks bundle, VEX
 # repository or version notice (explicit credentials would be offered to those registries

@@ -8,9 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from agent_support import agent_config, agent_document, running_agent, write_yaml
+from agent_support import (
+    agent_config,
+    agent_document,
+    leftovers,
+    running_agent,
+    silent_registry,
+    write_yaml,
+)
 
-from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
+from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment, docker_config_secret
 from ocscan.sandbox.trivydb import SAMPLE_MINIMAL
 
 
@@ -68,3 +75,29 @@ def test_a_scan_that_fails_at_once_still_releases_the_lease(
     done = scan(sandbox, config_file)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 4  # not waiting out a lease left behind
+
+
+def test_a_scan_that_loses_the_lease_stops_and_cleans_up(
+    sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    assert sandbox.kube is not None
+    with silent_registry() as hanging:  # its scan stays in flight
+        sandbox.apply(docker_config_secret("slow", namespace, hanging.address, "u", "p"))
+        image = f"{hanging.address}/team/app:1.0"
+        sandbox.apply(deployment("slow", namespace, image, pull_secrets=["slow"]))
+        sandbox.wait_for_running(namespace, 1)
+        lease = f"lease-{namespace}"[:60]
+        config_file = write_yaml(
+            tmp_path / "ocscan.yaml", agent_document(sandbox, [namespace], lease=lease)
+        )
+        # Renewals are refused from the start: the scan takes the lease, then loses it.
+        refused = sandbox.kube.faults.fail(verb="update", resource="leases", status=500)
+        try:
+            started = time.monotonic()
+            lost = scan(sandbox, config_file)
+        finally:
+            sandbox.kube.faults.remove(refused)
+    assert lost.returncode == 6, lost.stderr
+    assert "lost the lease" in lost.stderr
+    assert time.monotonic() - started < 30  # the lease (4 s), not the scan's deadline
+    assert leftovers(sandbox) == []

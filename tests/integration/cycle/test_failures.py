@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +120,37 @@ def test_a_registry_that_never_answers_is_timeout(
     )
     assert entry.status == "timeout"  # type: ignore[attr-defined]
     assert "deadline" in entry.error.message  # type: ignore[attr-defined]
+
+
+def test_a_scanner_pod_deleted_by_someone_else_ends_its_scan_at_once(
+    sandbox: Sandbox, scratch_namespace: str, hanging_registry: str
+) -> None:
+    assert sandbox.kube is not None
+    store = sandbox.kube.store
+    pods = store.registry.for_kind("v1", "Pod")
+    assert pods is not None
+    evicted: list[str] = []
+
+    def evict() -> None:  # what an eviction or a hurried admin does
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            running = [
+                p["metadata"]["name"]
+                for p in store.list(pods, "ocscan", "app.kubernetes.io/component=scanner")
+                if (p.get("status") or {}).get("phase") == "Running"
+            ]
+            if running:
+                store.delete(pods, "ocscan", running[0])
+                evicted.append(running[0])
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=evict)
+    thread.start()
+    started = time.monotonic()
+    entry = scan_one(sandbox, scratch_namespace, f"{hanging_registry}/team/app:1.0")
+    thread.join()
+    assert evicted
+    assert entry.status == "scanner_error"  # type: ignore[attr-defined]
+    assert "was deleted before it finished" in entry.error.message  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 15  # not the pod's deadline of 6 minutes

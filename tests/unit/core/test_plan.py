@@ -215,3 +215,19 @@ def test_unscanned_target_counts_as_timeout() -> None:
     report = consolidate(plan, {}, started_at=now, finished_at=now, namespaces={"shop"})
     assert report.workloads[0].containers[0].status == "timeout"
     assert report.cycle.by_status == {"timeout": 1}
+
+
+def test_messages_with_brackets_are_shown_as_they_are() -> None:
+    from rich.console import Console
+
+    from ocscan.report.table import print_report
+
+    plan = plan_scans([pod("p", [("c", "reg.a:5000/x:1", None)])], {}, {}, {})
+    weird = "UNAUTHORIZED: [map[Action:pull]] [/x] [bold]"
+    outcome = ScanOutcome(failure=ScanFailure(kind=FailureKind.AUTH, message=weird))
+    now = datetime.now(UTC)
+    report = consolidate(plan, {t.key: outcome for t in plan.targets}, started_at=now,
+                         finished_at=now, namespaces={"shop"})  # fmt: skip
+    console = Console(width=300, record=True)
+    print_report(report, console)
+    assert weird in console.export_text()
