@@ -31,6 +31,13 @@ _Record = tuple[str | None, datetime | None, str | None]
 """What identifies one version of the lease: holder, renew time, resourceVersion."""
 
 
+def _micro_time() -> datetime:
+    """Now, never on a whole second: a MicroTime must carry its six digits, and a datetime
+    without microseconds is written without them."""
+    now = datetime.now(UTC)
+    return now if now.microsecond else now.replace(microsecond=1)
+
+
 class LeaderElector:
     """Keeps trying to hold the lease; :attr:`is_leader` says whether it does right now.
 
@@ -149,7 +156,7 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: True when this candidate holds the lease afterwards."""
-        now = datetime.now(UTC)
+        now = _micro_time()
         try:
             lease = await self._client.get(Lease, self._name, namespace=self._namespace)
         except ApiError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -30,6 +31,16 @@ from ocscan.sandbox.errors import ProcessStartError, SandboxError
 
 LOOPBACK = "127.0.0.1"
 _POLL_SECONDS = 0.02
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the starting process dies, even by SIGKILL,
+    so a killed test run or sandbox leaves no registry or Trivy server behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -163,11 +174,13 @@ class BackgroundProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         pid_file: Path | None = None,
+        die_with_parent: bool = True,
     ) -> BackgroundProcess:
         """Start ``argv`` in its own session, appending its output to ``log_file``.
 
         ``env`` replaces the environment entirely when given. ``pid_file`` receives the
-        :class:`ProcessRecord` for :func:`stop_pid`.
+        :class:`ProcessRecord` for :func:`stop_pid`. ``die_with_parent``: SIGTERM it when
+        this process dies, even by SIGKILL; False for one that must outlive it (:meth:`detach`).
         """
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
@@ -179,6 +192,7 @@ class BackgroundProcess:
                 env=None if env is None else dict(env),
                 cwd=cwd,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches only the test runner
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         try:
             process = cls(name, popen, argv, log_file, pid_file)

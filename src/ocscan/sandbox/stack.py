@@ -8,6 +8,7 @@ from advisories, and the Kubernetes emulator with its controllers and process ku
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -192,19 +193,14 @@ class Sandbox:
         self.config_file.write_text(yaml.safe_dump(self.ocscan_config()))
 
     def stop(self) -> None:
-        """Stop everything started, in reverse order; safe to call more than once."""
-        if self.cluster is not None:
-            self.cluster.stop()
-            self.cluster = None
-        if self.kube is not None:
-            self.kube.stop()
-            self.kube = None
-        if self.trivy is not None:
-            self.trivy.stop()
-            self.trivy = None
-        if self.registry is not None:
-            self.registry.stop()
-            self.registry = None
+        """Stop everything started, in reverse order, each even if another fails; safe to
+        call more than once."""
+        with contextlib.ExitStack() as stopping:
+            for part in (self.registry, self.trivy, self.kube, self.cluster):  # pushed: LIFO
+                if part is not None:
+                    stopping.callback(part.stop)
+            self.cluster = self.kube = None
+            self.trivy = self.registry = None
 
     def __enter__(self) -> Self:
         return self.start()

@@ -273,6 +273,9 @@ class ScanExecutor:
         except ScannerPodGoneError as error:
             return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=redact(str(error), scrub))
         except ApiError as error:
+            if error.status.code == 404:  # removed under the scan, as the watch would have told
+                message = str(ScannerPodGoneError(self.namespace, name, "gone"))
+                return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=message)
             return ScanFailure(
                 kind=FailureKind.SCANNER_ERROR,
                 message=f"Kubernetes API refused the scanner pod {self.namespace}/{name}: "

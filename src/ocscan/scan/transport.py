@@ -40,8 +40,15 @@ if [ "$size" -gt "$OCSCAN_REPORT_CAP" ]; then
   exit 65
 fi
 sum=$(sha256sum "$report" | cut -d ' ' -f 1)
+gzip -c "$report" > "$report.gz"
+framed=$(( ($(wc -c < "$report.gz" | tr -d ' ') + 2) / 3 * 4 ))
+if [ "$framed" -gt {MAX_FRAME_BYTES} ]; then
+  echo "report_too_large: the compressed report ($framed bytes framed) would not" \
+       "survive the kubelet's log rotation" >&2
+  exit 65
+fi
 echo "{FRAME_BEGIN} sha256=$sum bytes=$size"
-gzip -c "$report" | base64
+base64 "$report.gz"
 echo "{FRAME_END}"
 """
 REPORT_TOO_LARGE_EXIT = 65

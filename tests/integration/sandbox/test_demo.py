@@ -7,11 +7,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from ocscan.report.gitlab_report import validate_gitlab_report
 
 ROOT = Path(__file__).parents[3]
 
 
+@pytest.mark.timeout(360)  # longer than the script's own limit: its trap must run
 def test_demo_writes_its_outputs_and_explains_them(tmp_path: Path) -> None:
     out = tmp_path / "demo-output"
     done = subprocess.run(

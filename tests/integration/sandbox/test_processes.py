@@ -105,7 +105,7 @@ def test_stop_pid_from_another_python_process(tmp_path: Path, records: list[Proc
         "import sys; from pathlib import Path\n"
         "from ocscan.sandbox.processes import BackgroundProcess\n"
         "p = BackgroundProcess.start('sleep', ['sleep', '60'], log_file=Path(sys.argv[1]),"
-        " pid_file=Path(sys.argv[2]))\n"
+        " pid_file=Path(sys.argv[2]), die_with_parent=False)\n"
         "p.detach()\n"
     )
     subprocess.run([sys.executable, "-c", up, str(tmp_path / "log"), str(pid_file)], check=True)
@@ -154,3 +154,33 @@ def test_free_port_can_be_bound() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_process_dies_with_its_starter_even_when_that_is_killed(
+    tmp_path: Path, records: list[ProcessRecord]
+) -> None:
+    """A SIGKILLed test run or sandbox leaves no registry or Trivy server behind."""
+    pid_file = tmp_path / "sleep.pid"
+    starter = (
+        "import sys, time; from pathlib import Path\n"
+        "from ocscan.sandbox.processes import BackgroundProcess\n"
+        "BackgroundProcess.start('sleep', ['sleep', '60'], log_file=Path(sys.argv[1]),"
+        " pid_file=Path(sys.argv[2]))\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter, str(tmp_path / "log"), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.02)
+        record = ProcessRecord.read(pid_file)
+        records.append(record)
+        assert record.is_running()
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while record.is_running():
+        assert time.monotonic() < deadline, "the child outlived its killed starter"
+        time.sleep(0.02)

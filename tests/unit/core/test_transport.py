@@ -88,3 +88,19 @@ def test_script_refuses_a_report_above_the_cap(tmp_path: Path) -> None:
     assert done.returncode == REPORT_TOO_LARGE_EXIT
     assert "report_too_large" in done.stderr
     assert "ocscan-report-begin" not in done.stdout
+
+
+def test_script_refuses_a_frame_that_log_rotation_would_cut(tmp_path: Path) -> None:
+    # Incompressible: 12 MB of random bytes frame to about 16 MB of base64.
+    fake = tmp_path / "fake-trivy"
+    fake.write_text('#!/bin/sh\nhead -c 12000000 /dev/urandom > "$TRIVY_OUTPUT"\n')
+    fake.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "OCSCAN_SCRATCH": str(tmp_path),
+           "OCSCAN_REPORT_CAP": str(64 * 1024 * 1024)}  # fmt: skip
+    done = subprocess.run(
+        ["sh", "-c", SCANNER_SCRIPT, "ocscan-scanner", str(fake)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == REPORT_TOO_LARGE_EXIT
+    assert "log rotation" in done.stderr
+    assert "ocscan-report-begin" not in done.stdout

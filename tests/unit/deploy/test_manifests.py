@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ocscan.config import parse_config
+from ocscan.config import Config, parse_config
 from prerequisites import require_binary
 
 DEPLOY = Path(__file__).parents[3] / "deploy"
@@ -30,6 +30,12 @@ def render(target: str) -> list[dict[str, Any]]:
     )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def config_of(target: str) -> Config:
+    """The agent configuration that ``target`` ships in its ConfigMap."""
+    configmap = by_kind(render(target), "ConfigMap", "ocscan-config")
+    return parse_config(yaml.safe_load(configmap["data"]["config.yaml"]))
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -127,3 +133,30 @@ def test_gitlab_overlay_mounts_the_gitlab_secret() -> None:
     assert str(config.sinks.gitlab.token_file).startswith(
         next(m["mountPath"] for m in mounts if m["name"] == "gitlab")
     )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_agent_can_read_every_volume_it_mounts(target: str) -> None:
+    spec = by_kind(render(target), "Deployment", "ocscan-agent")["spec"]["template"]["spec"]
+    user = spec["securityContext"]["runAsUser"]
+    group = spec["securityContext"].get("fsGroup")
+    for volume in spec["volumes"]:
+        source = volume.get("secret") or volume.get("configMap")
+        if source is None:
+            continue
+        mode = source.get("defaultMode", 0o644)
+        # Volume files belong to root (and to the fsGroup when one is set).
+        readable = bool(mode & 0o004) or (group is not None and bool(mode & 0o040))
+        assert readable, f"{volume['name']}: mode {mode:o} is unreadable for user {user}"
+
+
+@pytest.mark.parametrize("target", ["overlays/namespaces", "overlays/gitlab"])
+def test_overlays_keep_the_base_exclusions(target: str) -> None:
+    base = parse_config(
+        yaml.safe_load(by_kind(render(""), "ConfigMap", "ocscan-config")["data"]["config.yaml"])
+    )
+    config = parse_config(
+        yaml.safe_load(by_kind(render(target), "ConfigMap", "ocscan-config")["data"]["config.yaml"])
+    )
+    if not config.targets.namespaces:  # scanning every namespace: never the agent's own
+        assert set(base.targets.exclude_namespaces) <= set(config.targets.exclude_namespaces)
