@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := docker-registry skopeo apache2-utils openssl
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest sysdeps venv demo bench clean
+.PHONY: test lint typecheck pytest sysdeps venv demo bench lock clean
 
 test: sysdeps venv lint typecheck pytest
 
@@ -26,11 +26,21 @@ sysdeps:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every package from requirements/dev.txt, pinned with hashes (make lock writes it from
+# pyproject.toml), so a fresh machine installs exactly what was tested.
+$(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,sandbox]'
+	$(BIN)/pip install -q pip==26.3
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve requirements/dev.txt after a change of pins in pyproject.toml.
+lock:
+	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q uv==0.13.9)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --extra sandbox --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header \
+	  -o requirements/dev.txt
 
 lint: venv
 	$(BIN)/ruff check src tests bench
