@@ -32,6 +32,7 @@ import jwt
 from pydantic import BaseModel, ConfigDict, SecretBytes, SecretStr
 
 from ocscan.errors import OcscanError
+from ocscan.report.gitlab_report import identifier, shorten
 from ocscan.report.model import CycleReport
 from ocscan.report.records import VulnerabilityRecord, records
 from ocscan.scan.report import Severity
@@ -226,7 +227,7 @@ def vulnerability_payload(
     record: VulnerabilityRecord, agent_id: str, *, scanner_version: str | None = None
 ) -> dict[str, Any]:
     """The PUT body for one finding."""
-    name = _clip(f"{record.vulnerability_id} in {record.package_name}", _NAME_MAX)
+    name = shorten(f"{record.vulnerability_id} in {record.package_name}", _NAME_MAX)
     dependency: dict[str, Any] = {"package": {"name": record.package_name}}
     if record.installed_version:
         dependency["version"] = record.installed_version
@@ -243,24 +244,17 @@ def vulnerability_payload(
     }
     if record.os is not None:
         location["operating_system"] = f"{record.os.family} {record.os.name}".strip()
-    identifier: dict[str, Any] = {
-        "type": _identifier_type(record.vulnerability_id),
-        "name": record.vulnerability_id,
-        "value": record.vulnerability_id,
-    }
-    if record.primary_url:
-        identifier["url"] = record.primary_url
     vulnerability: dict[str, Any] = {
         "name": name,
         "severity": SEVERITIES[record.severity],
         "confidence": "unknown",  # Trivy states none
-        "message": _clip(record.title, _NAME_MAX) if record.title else name,
-        "identifiers": [identifier],
+        "message": shorten(record.title, _NAME_MAX) if record.title else name,
+        "identifiers": [identifier(record.vulnerability_id, record.primary_url)],
         "location": location,
     }
     description = record.description or record.title
     if description:
-        vulnerability["description"] = _clip(description, _DESCRIPTION_MAX)
+        vulnerability["description"] = shorten(description, _DESCRIPTION_MAX)
     if record.fixed_version:
         vulnerability["solution"] = f"Upgrade {record.package_name} to {record.fixed_version}"
     links = list(dict.fromkeys(u for u in (record.primary_url, *record.references) if u))
@@ -270,16 +264,6 @@ def vulnerability_payload(
     if scanner_version:
         scanner["version"] = scanner_version
     return {"vulnerability": vulnerability, "scanner": scanner}
-
-
-def _identifier_type(vulnerability_id: str) -> str:
-    # CVE-..., GHSA-..., DLA-...: the prefix names the database; GitLab links "cve" ones.
-    prefix, dash, _ = vulnerability_id.partition("-")
-    return prefix.lower() if dash and prefix.isalnum() else "trivy"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def gitlab_findings(report: CycleReport) -> list[VulnerabilityRecord]:

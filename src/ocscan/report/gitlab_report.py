@@ -110,11 +110,11 @@ def validate_gitlab_report(document: dict[str, Any]) -> None:
             stripped.append(entry)
         document = {**document, "vulnerabilities": stripped}
     problems = [
-        f"{e.json_path}: {_shorten(e.message, 200)}" for e in _validator().iter_errors(document)
+        f"{e.json_path}: {shorten(e.message, 200)}" for e in _validator().iter_errors(document)
     ]
     for index, value in details.values():
         problems.extend(
-            f"$.vulnerabilities[{index}].details{e.json_path[1:]}: {_shorten(e.message, 200)}"
+            f"$.vulnerabilities[{index}].details{e.json_path[1:]}: {shorten(e.message, 200)}"
             for e in _details_validator().iter_errors(value)
         )
     if problems:
@@ -173,7 +173,7 @@ def vulnerability(record: VulnerabilityRecord) -> dict[str, Any]:
     """One finding as a report entry; its ``id`` is the record's stable UUID."""
     entry: dict[str, Any] = {
         "id": record.uuid,
-        "name": _shorten(record.title or f"{record.vulnerability_id} in {record.package_name}"),
+        "name": shorten(record.title or f"{record.vulnerability_id} in {record.package_name}"),
         "severity": SEVERITIES[record.severity],
         "identifiers": [identifier(record.vulnerability_id, record.primary_url)],
         "location": {
@@ -189,9 +189,9 @@ def vulnerability(record: VulnerabilityRecord) -> dict[str, Any]:
         "details": _details(record),
     }
     if record.description:
-        entry["description"] = _shorten(record.description, _DESCRIPTION_LIMIT)
+        entry["description"] = shorten(record.description, _DESCRIPTION_LIMIT)
     if record.fixed_version:
-        entry["solution"] = _shorten(
+        entry["solution"] = shorten(
             f"Upgrade {record.package_name} from {record.installed_version} "
             f"to {record.fixed_version}",
             _SOLUTION_LIMIT,
@@ -266,7 +266,8 @@ def _is_url(text: str) -> bool:
     return _URL.match(text) is not None
 
 
-def _shorten(text: str, limit: int = _NAME_LIMIT) -> str:
+def shorten(text: str, limit: int = _NAME_LIMIT) -> str:
+    """``text`` within ``limit`` characters, an ellipsis marking a cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
