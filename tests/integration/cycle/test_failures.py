@@ -6,7 +6,6 @@ real registry (or a closed port, a hanging socket, a TLS server without its CA).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 from cycle_support import container, managed_objects, run, sandbox_config
 
 from ocscan.sandbox.processes import free_port
-from ocscan.sandbox.registry import RegistryServer
+from ocscan.sandbox.registry import RegistryServer, SilentRegistry
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP
 
@@ -86,24 +85,9 @@ def test_a_registry_with_an_unknown_ca_is_tls(
 
 @pytest.fixture
 def hanging_registry() -> Iterator[str]:
-    """A socket that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()
+    """The address of a registry that accepts connections and never answers."""
+    with SilentRegistry() as registry:
+        yield registry.address
 
 
 def test_a_registry_that_never_answers_is_timeout(

@@ -6,10 +6,8 @@ import base64
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import yaml
 from cycle_support import ObjectRecorder, container, managed_objects, run, sandbox_config
 
 from ocscan.registry.credential import RegistryCredential
-from ocscan.sandbox.registry import RegistryServer
+from ocscan.sandbox.registry import RegistryServer, SilentRegistry
 from ocscan.sandbox.samples import push_sample
 from ocscan.sandbox.stack import REGISTRY_USER, Sandbox, deployment, docker_config_secret
 from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_MINIMAL
@@ -139,34 +137,10 @@ def test_canary_passwords_never_appear_in_specs_events_logs_or_output(
     assert managed_objects(sandbox) == []
 
 
-class HangingRegistry:
-    """Accepts connections and never answers: a scan against it stays in flight."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def close(self) -> None:
-        self.server.close()
-        for connection in self.connections:
-            connection.close()
-
-
 def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
     sandbox: Sandbox, scratch_namespace: str, tmp_path: Path
 ) -> None:
-    hanging = HangingRegistry()
+    hanging = SilentRegistry()
     try:
         namespace = scratch_namespace
         # The kubelet does not serve this registry: the pod runs with a fake digest.
