@@ -19,11 +19,11 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import httpx
 
@@ -364,3 +364,25 @@ class ProcessServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_Server = TypeVar("_Server", bound=ProcessServer)
+START_ATTEMPTS = 3  # a free port can be taken between choosing it and binding it
+
+
+def start_on_free_port(
+    launch: Callable[[int], _Server], ready: Callable[[_Server], None]
+) -> _Server:
+    """``launch(port)`` on a free port and wait for ``ready``; on another port when the
+    chosen one was taken in between ("address already in use")."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server = launch(free_port())
+        try:
+            ready(server)
+        except ProcessStartError:
+            server.stop()
+            if attempt < START_ATTEMPTS and "address already in use" in server.log_text():
+                continue
+            raise
+        return server
+    raise AssertionError("unreachable")

