@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -244,6 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 300
     server: _Server
+    _recorded: bool
+    _record: Callable[[int], None]
 
     # ---- plumbing ----------------------------------------------------------------------------
 
@@ -291,6 +293,31 @@ class _Handler(BaseHTTPRequestHandler):
         info = parse_request(method, url.path, query)
         identity = ANONYMOUS
         code = 500
+
+        # The record goes in just before the last bytes of the response, so a client that
+        # has its answer always finds its request in the log.
+        def record(sent: int) -> None:
+            if self._recorded:
+                return
+            self._recorded = True
+            self.emulator.request_log.append(
+                RequestRecord(
+                    method=method,
+                    verb=info.verb,
+                    path=url.path,
+                    query=url.query,
+                    group=info.group,
+                    resource=info.resource,
+                    namespace=info.namespace,
+                    name=info.name,
+                    code=sent,
+                    user=identity.user,
+                    duration=time.monotonic() - started,
+                )
+            )
+
+        self._recorded = False
+        self._record = record
         try:
             body = self._read_body()
             identity = self.emulator.auth.authenticate(self.headers.get("Authorization"))
@@ -315,21 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
                 failure = ApiError.internal(f"Internal error occurred: {error}")
                 self._send_json(500, failure.status())
         finally:
-            self.emulator.request_log.append(
-                RequestRecord(
-                    method=method,
-                    verb=info.verb,
-                    path=url.path,
-                    query=url.query,
-                    group=info.group,
-                    resource=info.resource,
-                    namespace=info.namespace,
-                    name=info.name,
-                    code=code,
-                    user=identity.user,
-                    duration=time.monotonic() - started,
-                )
-            )
+            record(code)
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -357,6 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self._record(code)
         self.end_headers()
         self.wfile.write(payload)
         return code
@@ -366,6 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        self._record(code)
         self.end_headers()
         self.wfile.write(payload)
         return code
@@ -383,6 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _end_stream(self) -> None:
+        self._record(200)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
