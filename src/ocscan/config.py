@@ -88,7 +88,7 @@ class ScannerConfig(_Strict):
     )
     keep_failed_pods: bool = Field(
         False,
-        description="Keep the pods of failed scans for debugging"
+        description="Keep the Jobs and pods of failed scans for debugging"
         " (their Secret is still deleted at once).",
     )
     requests: dict[str, str] = Field(

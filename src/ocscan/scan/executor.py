@@ -1,16 +1,20 @@
 """Running one scan target in its own scanner pod, with a temporary credential Secret.
 
-The order makes an unowned Secret impossible: the pod is created first (it waits in
-``CreateContainerConfigError``), then the Secret, already owned by that pod. The Secret is
-deleted as soon as the container has started (its env is resolved by then) or has ended,
-and again on every exit path; the pod after its log was read. Should the agent die
-in between, Kubernetes' garbage collector removes the Secret with its pod, and
-:meth:`ScanExecutor.sweep` removes leftovers at start-up and every cycle.
+Each scan is a Job of one pod. With credentials, the order makes an unowned Secret
+impossible and the pod never waits for it: the Job is created suspended, then the Secret,
+already owned by that Job, then the Job is resumed and its controller creates the pod. (A
+pod created before its Secret would sit in ``CreateContainerConfigError`` for the kubelet's
+10-15 s retry back-off.) The Secret is deleted as soon as the container has started (its
+env is resolved by then) or has ended, and again on every exit path; the Job, and with it
+the pod, after the log was read. Should the agent die in between, Kubernetes' garbage
+collector removes the Secret with its Job, and :meth:`ScanExecutor.sweep` removes leftovers
+at start-up and every cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -21,7 +25,9 @@ from typing import Any, TypeVar, cast
 import httpx2
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.core_v1 import Pod, Secret
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Event, Pod, Secret
+from lightkube.types import CascadeType, PatchType
 
 from ocscan.config import ScannerConfig
 from ocscan.kube.retry import describe, retrying
@@ -35,7 +41,7 @@ from ocscan.scan.podspec import (
     SCANNER_CONTAINER,
     SCANNER_SELECTOR,
     credential_secret,
-    scanner_pod,
+    scanner_job,
 )
 from ocscan.scan.podwatch import PodTracker, ScannerPodGoneError, pod_summary
 from ocscan.scan.report import ReportError, ScanResult, parse_report
@@ -44,7 +50,10 @@ from ocscan.scan.trivy_command import ClientServer, build_trivy_command
 
 log = logging.getLogger(__name__)
 
-_Created = TypeVar("_Created", Pod, Secret)
+_Created = TypeVar("_Created", Job, Secret)
+
+# While a scan's Job has no pod yet, how often to look for the reason in its Events.
+JOB_CHECK_SECONDS = 5.0
 
 # Waiting reasons that no amount of waiting fixes: fail the scan at once.
 STUCK_REASONS = frozenset(
@@ -206,7 +215,7 @@ class ScanExecutor:
             credential=credential,
             timeout=self._config.timeout_seconds,
         )
-        manifest = scanner_pod(
+        manifest = scanner_job(
             name=name,
             target_key=key,
             image_ref=str(reference),
@@ -223,38 +232,36 @@ class ScanExecutor:
             + self._config.deadline_margin_seconds
         )
         try:
-            created = await self._create(cast(Pod, Pod.from_dict(manifest)), name)
-            if credential is not None:
+            job = await self._create(cast(Job, Job.from_dict(manifest)), name)
+            if command.needs_secret:
                 secret = credential_secret(
                     name=name,
                     namespace=self.namespace,
                     target_key=key,
-                    owner_pod=created.to_dict(),
+                    owner_job=job.to_dict(),
                     command=command,
                 )
                 secret_attempted = True
                 await self._create(cast(Secret, Secret.from_dict(secret)), name)
                 self._count_secret(name, +1)
+                await self._resume(name)
             async with asyncio.timeout(deadline):
-                try:
-                    async with asyncio.timeout(self._config.start_timeout_seconds):
-                        pod = await self._tracker.wait_for(name, _started_done_or_stuck)
-                except TimeoutError:
-                    pod = await retrying(
-                        lambda: self._client.get(Pod, name, namespace=self.namespace),
-                        what=f"get pod {self.namespace}/{name}",
-                    )
+                started = await self._wait_for_start(name)
+                if isinstance(started, ScanFailure):
+                    return ScanFailure(kind=started.kind, message=redact(started.message, scrub))
+                pod = started
                 if not _started_or_done(pod):
                     return ScanFailure(
                         kind=FailureKind.SCANNER_ERROR,
-                        message=f"scanner pod {self.namespace}/{name} did not start: "
+                        message=f"scanner pod {self.namespace}/{_name_of(pod)} did not start: "
                         + redact(_stuck(pod) or pod_summary(pod), scrub),
                     )
                 if secret_attempted:
                     secret_attempted = not await self._delete_secret(name)
                 pod = await self._tracker.wait_for(name, _done)
+            pod_name = _name_of(pod)
             log_text = await retrying(
-                lambda: self._read_log(name), what=f"read log of {self.namespace}/{name}"
+                lambda: self._read_log(pod_name), what=f"read log of {self.namespace}/{pod_name}"
             )
             answer = interpret(
                 pod,
@@ -268,7 +275,7 @@ class ScanExecutor:
         except TimeoutError:
             return ScanFailure(
                 kind=FailureKind.TIMEOUT,
-                message=f"scanner pod {self.namespace}/{name} did not finish within {deadline}s",
+                message=f"scanner job {self.namespace}/{name} did not finish within {deadline}s",
             )
         except ScannerPodGoneError as error:
             return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=redact(str(error), scrub))
@@ -278,7 +285,7 @@ class ScanExecutor:
                 return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=message)
             return ScanFailure(
                 kind=FailureKind.SCANNER_ERROR,
-                message=f"Kubernetes API refused the scanner pod {self.namespace}/{name}: "
+                message=f"Kubernetes API refused the scanner job {self.namespace}/{name}: "
                 + redact(error.status.message or str(error.status.code), scrub),
             )
         except httpx2.HTTPError as error:  # no JSON Status (a proxy's page), or no answer
@@ -294,8 +301,74 @@ class ScanExecutor:
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 
+    async def _resume(self, name: str) -> None:
+        """Let the Job controller create the pod of Job ``name`` (its Secret exists now)."""
+        await retrying(
+            lambda: self._client.patch(
+                Job,
+                name,
+                {"spec": {"suspend": False}},
+                namespace=self.namespace,
+                patch_type=PatchType.MERGE,
+            ),
+            what=f"resume job {self.namespace}/{name}",
+        )
+
+    async def _wait_for_start(self, name: str) -> Pod | ScanFailure:
+        """The pod of Job ``name`` once it has started, ended or got stuck.
+
+        A failure when the Job controller could not create the pod (its Events say why,
+        e.g. a missing service account or an exhausted quota), or none came within
+        ``start_timeout_seconds``; the pod as it is when it came but did not start.
+        """
+        try:
+            async with asyncio.timeout(self._config.start_timeout_seconds):
+                while True:
+                    try:
+                        async with asyncio.timeout(JOB_CHECK_SECONDS):
+                            return await self._tracker.wait_for(name, _started_done_or_stuck)
+                    except TimeoutError:
+                        if self._tracker.latest(name) is None:
+                            with contextlib.suppress(ApiError, httpx2.HTTPError):
+                                if problem := await self._job_problem(name):
+                                    return self._no_pod(name, problem)
+        except TimeoutError:
+            pass
+        pod = await self._tracker.refresh(name)
+        if pod is not None:
+            return pod
+        try:
+            problem = await self._job_problem(name) or "no event says why"
+        except (ApiError, httpx2.HTTPError) as error:
+            problem = f"its events could not be read: {describe(error)}"
+        waited = self._config.start_timeout_seconds
+        return self._no_pod(name, f"none within {waited}s; {problem}")
+
+    def _no_pod(self, name: str, problem: str) -> ScanFailure:
+        message = f"scanner job {self.namespace}/{name} created no pod: {problem}"
+        return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=message)
+
+    async def _job_problem(self, name: str) -> str | None:
+        """The newest warning Event of Job ``name`` (``FailedCreate: <the API's words>``)."""
+
+        async def warnings() -> list[Event]:
+            fields: dict[str, Any] = {"involvedObject.kind": "Job", "involvedObject.name": name}
+            events = self._client.list(Event, namespace=self.namespace, fields=fields)
+            return [event async for event in events if event.type == "Warning"]
+
+        found = await retrying(warnings, what=f"list events of job {self.namespace}/{name}")
+        if not found:
+            return None
+        newest = max(found, key=_event_time)
+        return f"{newest.reason}: {newest.message}"
+
     async def _create(self, obj: _Created, name: str) -> _Created:
-        """Create ``obj``; a retry that meets 409 finds the object its lost answer made."""
+        """Create ``obj``; a retry that meets 409 finds the object its lost answer made.
+
+        Names end in random characters, so an object of that name is this scan's own. It is
+        found through the grants the agent has anyway: a Job by listing it by name (the
+        cluster-wide list of Jobs), a Secret not at all (Secrets are never read back).
+        """
         kind = type(obj).__name__
 
         async def attempt() -> _Created:
@@ -304,7 +377,14 @@ class ScanExecutor:
             except ApiError as error:
                 if error.status.code != 409:
                     raise
-                return await self._client.get(type(obj), name, namespace=self.namespace)
+                if isinstance(obj, Secret):
+                    return obj
+                listed = self._client.list(
+                    Job, namespace=self.namespace, fields={"metadata.name": name}
+                )
+                async for found in listed:
+                    return found
+                raise
 
         return await retrying(attempt, what=f"create {kind} {self.namespace}/{name}")
 
@@ -355,49 +435,58 @@ class ScanExecutor:
         self._tracker.forget(name)
         if keep_pod and self._config.keep_failed_pods:
             return
-        # Should this fail, the next sweep tries again (and the Secret goes with the pod).
-        await self._delete_pod(name)
+        # Should this fail, the next sweep tries again (and the Secret goes with the Job).
+        await self._delete_job(name)
 
-    async def _delete_pod(self, name: str) -> bool:
-        """True once the scanner pod is gone (deleted now, or already); else a warning."""
+    async def _delete_job(self, name: str) -> bool:
+        """True once the scanner Job is gone (deleted now, or already); else a warning.
+
+        Its pod goes with it: the API's default for Jobs would orphan the pod.
+        """
         try:
-            # A scanner has nothing to shut down gracefully: remove it at once.
             await retrying(
-                lambda: self._client.delete(Pod, name, namespace=self.namespace, grace_period=0),
-                what=f"delete pod {self.namespace}/{name}",
+                lambda: self._client.delete(
+                    Job, name, namespace=self.namespace, cascade=CascadeType.BACKGROUND
+                ),
+                what=f"delete job {self.namespace}/{name}",
             )
         except ApiError as error:
             if error.status.code != 404:
-                log.warning("could not delete scanner pod %s/%s: %s",
+                log.warning("could not delete scanner job %s/%s: %s",
                             self.namespace, name, error.status.message)  # fmt: skip
                 return False
         except httpx2.HTTPError as error:
-            log.warning("could not delete scanner pod %s/%s: %s",
+            log.warning("could not delete scanner job %s/%s: %s",
                         self.namespace, name, describe(error))  # fmt: skip
             return False
         return True
 
     async def sweep(self) -> int:
-        """Delete the scanner pods and Secrets that a crashed agent left behind.
+        """Delete the scanner Jobs (with their pods) and Secrets a crashed agent left behind.
 
-        Each Secret has its pod's name and is owned by it, so listing managed pods finds
-        them all without ever listing Secrets; one whose pod is already gone is removed by
+        Each Secret has its Job's name and is owned by it, so listing managed Jobs finds
+        them all without ever listing Secrets; one whose Job is already gone is removed by
         Kubernetes' garbage collector.
         """
 
-        async def managed_pods() -> list[str]:
-            pods = self._client.list(Pod, namespace=self.namespace, labels=SCANNER_SELECTOR)
-            return [_name_of(pod) async for pod in pods]
+        async def managed_jobs() -> list[str]:
+            jobs = self._client.list(Job, namespace=self.namespace, labels=SCANNER_SELECTOR)
+            return [_name_of(job) async for job in jobs]
 
-        names = await retrying(managed_pods, what=f"list scanner pods in {self.namespace}")
+        names = await retrying(managed_jobs, what=f"list scanner jobs in {self.namespace}")
         removed = 0
         for name in names:
-            # Should the Secret stay, the garbage collector removes it with its pod.
+            # Should the Secret stay, the garbage collector removes it with its Job.
             await self._delete_secret(name)
-            removed += await self._delete_pod(name)
+            removed += await self._delete_job(name)
         return removed
 
 
-def _name_of(obj: Pod) -> str:
+def _name_of(obj: Pod | Job) -> str:
     assert obj.metadata is not None and obj.metadata.name is not None
     return obj.metadata.name
+
+
+def _event_time(event: Event) -> str:
+    stamp = event.lastTimestamp or event.eventTime or event.firstTimestamp
+    return stamp.isoformat() if stamp is not None else ""

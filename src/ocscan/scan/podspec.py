@@ -1,9 +1,13 @@
-"""The scanner pod and its temporary credential Secret, as Kubernetes manifests. Pure.
+"""The scanner Job and its temporary credential Secret, as Kubernetes manifests. Pure.
 
-The pod reads the registry credentials only through ``secretKeyRef`` (or a mounted
-single-registry ``config.json``), so no credential ever appears in a pod spec. It is
-hardened: no service-account token, non-root, read-only root filesystem, no capabilities,
-RuntimeDefault seccomp, and an ``activeDeadlineSeconds`` beyond Trivy's own timeout.
+Each scan is a Job of one pod. A scan with credentials starts suspended: its Secret is
+created, owned by the Job, before the Job controller may create the pod, so the pod never
+waits for it (a kubelet retries a missing ``secretKeyRef`` only after a 10-15 s back-off),
+and the Secret is never without an owner. The pod reads the registry credentials only
+through ``secretKeyRef`` (or a mounted single-registry ``config.json``), so no credential
+ever appears in a pod spec. It is hardened: no service-account token, non-root, read-only
+root filesystem, no capabilities, RuntimeDefault seccomp, and an ``activeDeadlineSeconds``
+beyond Trivy's own timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "ocscan"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 TARGET_LABEL = "ocscan.io/target"
+SCAN_LABEL = "ocscan.io/scan"  # on a scanner pod: the name of its Job and Secret
 MANAGED_SELECTOR: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY}
 SCANNER_SELECTOR: dict[str, Any] = {**MANAGED_SELECTOR, COMPONENT_LABEL: "scanner"}
 
@@ -26,6 +31,7 @@ SCANNER_CONTAINER = "scanner"
 SCRATCH_PATH = "/scratch"
 AUTH_PATH = "/var/run/ocscan/auth"
 RUN_AS_USER = 65532
+ORPHAN_TTL_SECONDS = 3600  # a finished Job the agent could not delete
 
 
 def _labels(component: str, target_key: str) -> dict[str, str]:
@@ -39,7 +45,7 @@ def _secret_env(name: str, secret: str, key: str, *, optional: bool = False) -> 
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def scanner_pod(
+def scanner_job(
     *,
     name: str,
     target_key: str,
@@ -47,11 +53,13 @@ def scanner_pod(
     command: TrivyCommand,
     config: ScannerConfig,
 ) -> dict[str, Any]:
-    """The pod that runs ``command``; its secrets come from the Secret named ``name``.
+    """The Job whose one pod runs ``command``; its secrets come from the Secret ``name``.
 
     Each of ``command.secret_env`` becomes a ``secretKeyRef`` to the key of that name, and
     ``command.docker_config`` a mounted ``config.json``: the values live only in the
-    Secret (:func:`credential_secret`). ``target_key`` is a short label-safe target id.
+    Secret (:func:`credential_secret`). The Job is suspended when ``command`` carries
+    credentials: resume it once the Secret exists. ``target_key`` is a short label-safe
+    target id.
     """
     dockerconfig = command.docker_config is not None
     env: list[dict[str, Any]] = [
@@ -128,16 +136,34 @@ def scanner_pod(
         spec["tolerations"] = [t.model_dump(exclude_none=True) for t in config.tolerations]
     if config.priority_class:
         spec["priorityClassName"] = config.priority_class
+    annotations = {"ocscan.io/image": image_ref}
+    job_spec: dict[str, Any] = {
+        "suspend": command.needs_secret,
+        "completions": 1,
+        "parallelism": 1,
+        # One try: a failed scan is reported, not retried behind the agent's back.
+        "backoffLimit": 0,
+        "template": {
+            "metadata": {
+                "labels": {**_labels("scanner", target_key), SCAN_LABEL: name},
+                "annotations": annotations,
+            },
+            "spec": spec,
+        },
+    }
+    if not config.keep_failed_pods:
+        # A safety net only: the agent deletes each Job as soon as its scan ends.
+        job_spec["ttlSecondsAfterFinished"] = ORPHAN_TTL_SECONDS
     return {
-        "apiVersion": "v1",
-        "kind": "Pod",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {
             "name": name,
             "namespace": config.namespace,
             "labels": _labels("scanner", target_key),
-            "annotations": {"ocscan.io/image": image_ref},
+            "annotations": annotations,
         },
-        "spec": spec,
+        "spec": job_spec,
     }
 
 
@@ -146,10 +172,10 @@ def credential_secret(
     name: str,
     namespace: str,
     target_key: str,
-    owner_pod: dict[str, Any],
+    owner_job: dict[str, Any],
     command: TrivyCommand,
 ) -> dict[str, Any]:
-    """The temporary Secret for one scan, owned by its scanner pod from the moment it exists.
+    """The temporary Secret for one scan, owned by its scanner Job from the moment it exists.
 
     It holds exactly what ``command`` carries, one registry's credentials: the
     ``TRIVY_USERNAME``/``TRIVY_PASSWORD`` values, or a ``config.json`` with that single
@@ -158,7 +184,7 @@ def credential_secret(
     data = {key: value.get_secret_value() for key, value in command.secret_env.items()}
     if command.docker_config is not None:
         data["config.json"] = command.docker_config.get_secret_value()
-    owner_meta = owner_pod["metadata"]
+    owner_meta = owner_job["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -170,12 +196,12 @@ def credential_secret(
             "labels": _labels("credentials", target_key),
             "ownerReferences": [
                 {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
                     "name": owner_meta["name"],
                     "uid": owner_meta["uid"],
                     "controller": True,
-                    # True would need update on pods/finalizers where the API enforces
+                    # True would need update on jobs/finalizers where the API enforces
                     # owner-reference permissions (OpenShift); the GC deletes it either way.
                     "blockOwnerDeletion": False,
                 }

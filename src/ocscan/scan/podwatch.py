@@ -1,8 +1,9 @@
 """One watch on the scanner pods of the agent namespace, shared by every running scan.
 
-API calls stay flat however many scans run: one watch stream (re-opened when it drops),
-plus a rare GET for a pod when no event arrived for a while, so a stuck stream can
-never hang a scan.
+Pods are known by their scan (the ``ocscan.io/scan`` label: the name of their Job), since
+the Job controller names them. API calls stay flat however many scans run: one watch
+stream (re-opened when it drops), plus a rare list of one scan's pods when no event
+arrived for a while, so a stuck stream can never hang a scan.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Any
 
 import httpx2
 from lightkube import AsyncClient
-from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import OnErrorAction, OnErrorResult, on_error_retry
 
 from ocscan.errors import OcscanError
-from ocscan.scan.podspec import SCANNER_SELECTOR
+from ocscan.kube.retry import is_transient
+from ocscan.scan.podspec import SCAN_LABEL, SCANNER_SELECTOR
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,14 @@ class ScannerPodGoneError(OcscanError):
         )
 
 
+def scan_of(pod: Pod) -> str | None:
+    """The scan (Job) a scanner pod belongs to."""
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    return labels.get(SCAN_LABEL)
+
+
 class PodTracker:
-    """The latest known state of each scanner pod, and a way to wait for a condition."""
+    """The latest known state of each scan's pod, and a way to wait for a condition."""
 
     def __init__(self, client: AsyncClient, namespace: str) -> None:
         self._client = client
@@ -99,7 +106,7 @@ class PodTracker:
                 await asyncio.sleep(WATCH_RETRY_SECONDS)
 
     async def _record(self, pod: Pod, *, deleted: bool) -> None:
-        name = pod.metadata.name if pod.metadata else None
+        name = scan_of(pod)
         if not name:
             return
         async with self._changed:
@@ -112,39 +119,61 @@ class PodTracker:
                 self._pods[name] = pod
             self._changed.notify_all()
 
-    async def _refresh(self, name: str) -> None:
+    async def refresh(self, name: str) -> Pod | None:
+        """Read scan ``name``'s pod from the API now; None while it has none.
+
+        A pod that was known and is gone now counts as deleted under the scan.
+        """
         try:
-            pod = await self._client.get(Pod, name, namespace=self._namespace)
-        except ApiError as error:
-            if error.status.code != 404:
+            listed = self._client.list(
+                Pod, namespace=self._namespace, labels={**SCANNER_SELECTOR, SCAN_LABEL: name}
+            )
+            pods = [pod async for pod in listed]
+        except Exception as error:
+            if not is_transient(error):  # refused: say so, waiting would not help
                 raise
+            log.debug("listing the pod of scan %s failed: %s", name, error)
+            return self.latest(name)  # the next recheck tries again
+        if not pods:
             async with self._changed:
                 if (last := self._pods.pop(name, None)) is not None:
                     self._gone[name] = last
                 self._changed.notify_all()
-            return
-        except Exception as error:  # transient: the next recheck tries again
-            log.debug("GET pod %s failed: %s", name, error)
-            return
-        await self._record(pod, deleted=False)
+            return None
+        newest = max(pods, key=_created)
+        await self._record(newest, deleted=False)
+        return newest
+
+    def latest(self, name: str) -> Pod | None:
+        """The last known state of scan ``name``'s pod, if it has one."""
+        return self._pods.get(name)
 
     async def wait_for(self, name: str, condition: Callable[[Pod], bool]) -> Pod:
-        """Wait until pod ``name`` satisfies ``condition``; the caller bounds the wait."""
+        """Wait until scan ``name``'s pod satisfies ``condition``; the caller bounds the wait.
+
+        Raises :class:`ScannerPodGoneError` once that pod has been deleted.
+        """
         while True:
             async with self._changed:
                 if (last := self._gone.get(name)) is not None:
-                    raise ScannerPodGoneError(self._namespace, name, pod_summary(last))
+                    pod_name = (last.metadata and last.metadata.name) or name
+                    raise ScannerPodGoneError(self._namespace, pod_name, pod_summary(last))
                 pod = self._pods.get(name)
                 if pod is not None and condition(pod):
                     return pod
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), RECHECK_SECONDS)
                     continue
-            await self._refresh(name)
+            await self.refresh(name)
 
     def forget(self, name: str) -> None:
         self._pods.pop(name, None)
         self._gone.pop(name, None)
+
+
+def _created(pod: Pod) -> str:
+    stamp = pod.metadata.creationTimestamp if pod.metadata else None
+    return stamp.isoformat() if stamp is not None else ""
 
 
 def pod_summary(pod: Any) -> str:

@@ -84,6 +84,11 @@ class TrivyCommand:
     redact: tuple[SecretStr, ...] = ()
     """Every secret the command carries, in each form it takes, to scrub from output."""
 
+    @property
+    def needs_secret(self) -> bool:
+        """Whether a scanner pod needs a Secret of its own for this command."""
+        return bool(self.secret_env) or self.docker_config is not None
+
     def secret_values(self) -> tuple[str, ...]:
         """The clear text of :attr:`redact`: only for scrubbing text shown to a user."""
         return tuple(v for s in self.redact if (v := s.get_secret_value()))

@@ -105,19 +105,6 @@ def user_kubeconfig(sandbox: Sandbox, user: str, path: Path) -> Path:
     return path
 
 
-def leftovers(sandbox: Sandbox) -> list[str]:
-    """The ocscan-managed Secrets and pods in the agent namespace, as ``Kind/name``."""
-    assert sandbox.kube is not None
-    store = sandbox.kube.store
-    names = []
-    for kind in ("Secret", "Pod"):
-        rtype = store.registry.for_kind("v1", kind)
-        assert rtype is not None
-        for obj in store.list(rtype, AGENT_NAMESPACE, label_selector=MANAGED):
-            names.append(f"{kind}/{obj['metadata']['name']}")
-    return names
-
-
 def lease_spec(sandbox: Sandbox, name: str) -> dict[str, Any]:
     assert sandbox.kube is not None
     store = sandbox.kube.store

@@ -17,7 +17,6 @@ from agent_support import (
     Metrics,
     agent_document,
     lease_spec,
-    leftovers,
     wait_until,
     write_yaml,
 )
@@ -31,6 +30,7 @@ from ocscan.sandbox.stack import (
     docker_config_secret,
 )
 from ocscan.sandbox.trivydb import SAMPLE_APP
+from scanner_objects import managed_objects
 
 GRACE_SECONDS = 8
 
@@ -94,7 +94,7 @@ def test_one_cycle_logs_json_without_credentials_and_serves_matching_metrics(
                 KAS_SECRET.decode(), gitlab.emulator.kas_secret_file_content.strip()]  # fmt: skip
     for canary in canaries:
         assert canary not in output
-    assert leftovers(sandbox) == []
+    assert managed_objects(sandbox) == []
 
 
 def test_sigterm_mid_scan_cancels_it_and_leaves_nothing_behind(
@@ -123,10 +123,10 @@ def test_sigterm_mid_scan_cancels_it_and_leaves_nothing_behind(
                     lambda: hung.hits == 1 and registry.connections != [],
                     "a scan in flight with its Secret alive",
                 )
-                assert any(name.startswith("Secret/") for name in leftovers(sandbox))
+                assert any(name.startswith("Secret/") for name in managed_objects(sandbox))
                 metrics = Metrics(get(port, "/metrics").text)
                 assert metrics.value("ocscan_temporary_secrets") == 1
-                created = pods_created(sandbox)
+                created = jobs_created(sandbox)
                 signalled = time.monotonic()
                 agent.signal(signal.SIGTERM)
                 code = agent.wait(GRACE_SECONDS + 5)
@@ -135,8 +135,8 @@ def test_sigterm_mid_scan_cancels_it_and_leaves_nothing_behind(
             kube.faults.remove(hung)
         assert code == 0, "\n".join(agent.lines)
         assert took < GRACE_SECONDS, f"exit took {took:.1f}s"
-        assert leftovers(sandbox) == []  # right away: no later sweep needed
-        assert pods_created(sandbox) == created  # no scan started after SIGTERM
+        assert managed_objects(sandbox) == []  # right away: no later sweep needed
+        assert jobs_created(sandbox) == created  # no scan started after SIGTERM
         assert lease_spec(sandbox, namespace).get("holderIdentity") in (None, "")
         # The scanner process itself is gone: Trivy's connection was closed by its end.
         wait_until(registry.all_closed_by_peer, "the scanner process to end", 10)
@@ -144,6 +144,6 @@ def test_sigterm_mid_scan_cancels_it_and_leaves_nothing_behind(
     assert "stopping: cancelling the running cycle" in messages
 
 
-def pods_created(sandbox: Sandbox) -> int:
+def jobs_created(sandbox: Sandbox) -> int:
     assert sandbox.kube is not None
-    return sandbox.kube.request_log.count(verb="create", resource="pods", namespace=AGENT_NAMESPACE)
+    return sandbox.kube.request_log.count(verb="create", resource="jobs", namespace=AGENT_NAMESPACE)

@@ -14,7 +14,6 @@ from agent_support import (
     agent_config,
     eventually,
     lease_spec,
-    leftovers,
     probe,
     running_agent,
     scrape,
@@ -32,12 +31,13 @@ from ocscan.sandbox.stack import (
     docker_config_secret,
 )
 from ocscan.sandbox.trivydb import SAMPLE_APP
+from scanner_objects import managed_objects
 
 
-def pods_created_by(sandbox: Sandbox, user: str) -> int:
+def jobs_created_by(sandbox: Sandbox, user: str) -> int:
     assert sandbox.kube is not None
     log = sandbox.kube.request_log
-    return log.count(verb="create", resource="pods", namespace=AGENT_NAMESPACE, user=user)
+    return log.count(verb="create", resource="jobs", namespace=AGENT_NAMESPACE, user=user)
 
 
 def web(sandbox: Sandbox, namespace: str) -> None:
@@ -69,8 +69,8 @@ async def test_only_the_leader_scans_and_a_stopping_leader_hands_over_at_once(
         assert standby_metrics.value("ocscan_leader") == 0
         assert standby_metrics.by_label("ocscan_scans_total", "result") == {"scanned": 0}
         assert await probe(standby.port, "/readyz") == 200  # a standby is a healthy replica
-        assert pods_created_by(sandbox, leader.agent.identity) >= 3
-        assert pods_created_by(sandbox, standby.agent.identity) == 0
+        assert jobs_created_by(sandbox, leader.agent.identity) >= 3
+        assert jobs_created_by(sandbox, standby.agent.identity) == 0
 
         stopped_at = time.monotonic()
         await leader.halt()
@@ -81,8 +81,8 @@ async def test_only_the_leader_scans_and_a_stopping_leader_hands_over_at_once(
         spec = lease_spec(sandbox, namespace)
         assert spec["holderIdentity"] == standby.agent.identity
         assert spec["leaseTransitions"] >= 1
-        assert pods_created_by(sandbox, standby.agent.identity) >= 1
-    assert leftovers(sandbox) == []
+        assert jobs_created_by(sandbox, standby.agent.identity) >= 1
+    assert managed_objects(sandbox) == []
 
 
 async def test_a_crashed_leaders_lease_is_taken_over_after_its_duration(
@@ -131,14 +131,14 @@ async def test_a_leader_that_cannot_renew_steps_down_and_cancels_its_cycle(
         )
         async with running_agent(sandbox.kubeconfig, config, identity="unlucky") as run:
             await eventually(lambda: registry.connections != [], "the scan to reach the registry")
-            assert any(name.startswith("Pod/") for name in leftovers(sandbox))
+            assert any(name.startswith("Pod/") for name in managed_objects(sandbox))
             # The API refuses every lease update from now on.
             refusals = sandbox.kube.faults.fail(verb="update", resource="leases", status=500)
             try:
-                await eventually(lambda: leftovers(sandbox) == [], "the cycle's cleanup", 10)
+                await eventually(lambda: managed_objects(sandbox) == [], "the cycle's cleanup", 10)
                 assert refusals.hits >= 1
                 assert (await scrape(run.port)).value("ocscan_leader") == 0
                 assert run.delivered == []  # cancelled, so never delivered
             finally:
                 sandbox.kube.faults.remove(refusals)
-        assert leftovers(sandbox) == []
+        assert managed_objects(sandbox) == []

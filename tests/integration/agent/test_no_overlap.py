@@ -11,7 +11,6 @@ from pathlib import Path
 from agent_support import (
     agent_config,
     agent_document,
-    leftovers,
     running_agent,
     write_yaml,
 )
@@ -19,6 +18,7 @@ from agent_support import (
 from ocscan.sandbox.registry import SilentRegistry
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment, docker_config_secret
 from ocscan.sandbox.trivydb import SAMPLE_MINIMAL
+from scanner_objects import managed_objects
 
 
 def scan(sandbox: Sandbox, config_file: Path) -> subprocess.CompletedProcess[str]:
@@ -100,4 +100,4 @@ def test_a_scan_that_loses_the_lease_stops_and_cleans_up(
     assert lost.returncode == 6, lost.stderr
     assert "lost the lease" in lost.stderr
     assert time.monotonic() - started < 30  # the lease (4 s), not the scan's deadline
-    assert leftovers(sandbox) == []
+    assert managed_objects(sandbox) == []

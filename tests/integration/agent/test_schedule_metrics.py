@@ -11,7 +11,6 @@ from agent_support import (
     agent_config,
     eventually,
     expected_scans,
-    leftovers,
     probe,
     running_agent,
     scrape,
@@ -21,6 +20,7 @@ from ocscan.report.model import CycleReport
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP
 from ocscan.scan.report import Severity
+from scanner_objects import managed_objects
 
 YEARLY = "0 0 1 1 *"  # with run_at_start: exactly one cycle during a test
 
@@ -70,7 +70,7 @@ async def test_metrics_after_a_cycle_match_its_summary(sandbox: Sandbox, namespa
     assert metrics.value("ocscan_scan_duration_seconds_count") == summary.scan_targets == 2
     assert metrics.value("ocscan_temporary_secrets") == 0
     assert metrics.value("ocscan_leader") == 1
-    assert leftovers(sandbox) == []
+    assert managed_objects(sandbox) == []
 
 
 async def test_cycles_follow_a_six_field_schedule_and_metrics_add_up(

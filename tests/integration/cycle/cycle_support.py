@@ -43,21 +43,6 @@ def container(report: CycleReport, namespace: str, name: str) -> Any:
     return entry
 
 
-def managed_objects(sandbox: Sandbox) -> list[str]:
-    """Names of the ocscan-managed Secrets and pods left in the agent namespace."""
-    assert sandbox.kube is not None
-    store = sandbox.kube.store
-    names = []
-    for kind in ("Secret", "Pod"):
-        rtype = store.registry.for_kind("v1", kind)
-        assert rtype is not None
-        for obj in store.list(
-            rtype, "ocscan", label_selector="app.kubernetes.io/managed-by=ocscan"
-        ):
-            names.append(f"{kind}/{obj['metadata']['name']}")
-    return names
-
-
 def write(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(json.dumps(document))
     return path

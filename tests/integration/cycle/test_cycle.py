@@ -10,10 +10,11 @@ import json
 import logging
 
 import pytest
-from cycle_support import container, managed_objects, run, sandbox_config
+from cycle_support import container, run, sandbox_config
 
 from ocscan.sandbox.stack import Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_CLEAN, SAMPLE_MINIMAL
+from scanner_objects import managed_objects
 
 
 def findings_of(entry: object) -> set[tuple[str, str]]:
@@ -76,11 +77,11 @@ def test_replicas_and_another_deployment_of_the_image_share_one_scan(
     sandbox.wait_for_running(namespace, 6)
     assert sandbox.kube is not None
     log = sandbox.kube.request_log
-    before = log.count(verb="create", resource="pods", namespace="ocscan")
+    before = log.count(verb="create", resource="jobs", namespace="ocscan")
 
     report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": [namespace]}))
 
-    assert log.count(verb="create", resource="pods", namespace="ocscan") - before == 1
+    assert log.count(verb="create", resource="jobs", namespace="ocscan") - before == 1
     assert report.cycle.scan_targets == 1 and report.cycle.scans == 1
     for name in ("front", "back"):
         entry = container(report, namespace, name)
@@ -108,7 +109,8 @@ def test_cycle_completes_through_api_errors_and_dropped_watches(
         faults.fail(verb="list", resource="pods", times=2, status=500),
         faults.fail(verb="list", resource="replicasets", times=1, status=429, retry_after=1),
         faults.fail(verb="get", resource="secrets", times=2, status=503),
-        faults.fail(verb="create", resource="pods", namespace="ocscan", times=1, status=500),
+        faults.fail(verb="create", resource="jobs", namespace="ocscan", times=1, status=500),
+        faults.fail(verb="patch", resource="jobs", namespace="ocscan", times=1, status=503),
         faults.fail(verb="create", resource="events", times=1, status=500),
         faults.drop_watches(resource="pods", namespace="ocscan", after_events=1, times=3),
     ]

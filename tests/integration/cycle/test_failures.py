@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cycle_support import container, managed_objects, run, sandbox_config
+from cycle_support import container, run, sandbox_config
 
 from ocscan.sandbox.processes import free_port
 from ocscan.sandbox.registry import RegistryServer, SilentRegistry
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP
+from scanner_objects import managed_objects
 
 
 def scan_one(

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cycle_support import ObjectRecorder, container, managed_objects, run, sandbox_config
+from cycle_support import ObjectRecorder, container, run, sandbox_config
 
 from ocscan.registry.credential import RegistryCredential
 from ocscan.sandbox.registry import RegistryServer, SilentRegistry
 from ocscan.sandbox.samples import push_sample
 from ocscan.sandbox.stack import REGISTRY_USER, Sandbox, deployment, docker_config_secret
 from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_MINIMAL
+from scanner_objects import managed_objects
 
 BOB_PASSWORD = "bob-only-for-registry-b"
 
@@ -121,7 +122,7 @@ def test_canary_passwords_never_appear_in_specs_events_logs_or_output(
         "agent log": caplog.text,
         "report": output,
     }
-    assert "Pod" in recorder.kinds() and "Event" in recorder.kinds()
+    assert {"Job", "Pod", "Event"} <= recorder.kinds()
     for canary in canaries:
         for where, text in texts.items():
             assert canary not in text, f"canary found in {where}"
@@ -135,6 +136,43 @@ def test_canary_passwords_never_appear_in_specs_events_logs_or_output(
     assert all(set(s.get("data", {})) == {"TRIVY_USERNAME", "TRIVY_PASSWORD"} for s in temporary)
     run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["batch"]}))  # sweeps the kept pod
     assert managed_objects(sandbox) == []
+
+
+def test_a_scanner_pod_is_created_only_once_its_secret_exists(
+    sandbox: Sandbox, recorder: ObjectRecorder
+) -> None:
+    """Job suspended, Secret owned by it, Job resumed: the pod never waits for its Secret.
+
+    (A pod that met a missing Secret would wait out the kubelet's retry back-off.)
+    """
+    start = len(recorder.versions)
+    report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["shop"]}))
+    assert container(report, "shop", "web").status == "scanned"
+
+    secrets_seen: set[str] = set()
+    first_job_versions: dict[str, dict[str, object]] = {}
+    credentialed_pods = 0
+    for kind, text in recorder.versions[start:]:
+        obj = json.loads(text)
+        meta = obj["metadata"]
+        if meta.get("namespace") != "ocscan":
+            continue
+        if kind == "Secret":
+            secrets_seen.add(meta["name"])
+        elif kind == "Job":
+            first_job_versions.setdefault(meta["name"], obj["spec"])
+        elif kind == "Pod" and "ocscan.io/scan" in (meta.get("labels") or {}):
+            scan = meta["labels"]["ocscan.io/scan"]
+            env = obj["spec"]["containers"][0]["env"]
+            refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
+            if scan in refs:
+                credentialed_pods += 1
+                assert scan in secrets_seen, f"pod of {scan} created before its Secret"
+                assert first_job_versions[scan]["suspend"] is True
+    assert credentialed_pods >= 2  # web and api; legacy's stale password too
+    pods = [text for kind, text in recorder.versions[start:] if kind == "Pod"]
+    waited = [text for text in pods if '"namespace": "ocscan"' in text]
+    assert not [text for text in waited if "CreateContainerConfigError" in text]
 
 
 def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
@@ -176,7 +214,7 @@ def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
                 agent.wait()
         left = managed_objects(sandbox)
         assert any(name.startswith("Secret/") for name in left)  # the crash left it behind
-        # The Secret is owned by its pod from birth: nothing unowned even after a crash.
+        # The Secret is owned by its Job from birth: nothing unowned even after a crash.
         assert sandbox.kube is not None
         store = sandbox.kube.store
         secret_type = store.registry.for_kind("v1", "Secret")
@@ -185,7 +223,8 @@ def test_an_agent_killed_mid_scan_leaves_no_secret_after_the_next_cycle(
             if name.startswith("Secret/"):
                 secret = store.get(secret_type, "ocscan", name.removeprefix("Secret/"))
                 (owner,) = secret["metadata"]["ownerReferences"]
-                assert owner["kind"] == "Pod" and owner["name"] == name.removeprefix("Secret/")
+                assert owner["kind"] == "Job" and owner["name"] == name.removeprefix("Secret/")
+                assert f"Job/{owner['name']}" in left
 
         report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["batch"]}))
 

@@ -166,32 +166,6 @@ def forbidden(verb: str, resource: str) -> str:
     return f'cannot {verb} resource "{resource}"'
 
 
-def scanner_objects(sandbox: Sandbox) -> list[str]:
-    """The ocscan-managed pods and Secrets in the agent namespace."""
-    assert sandbox.kube is not None
-    store = sandbox.kube.store
-    found = []
-    for kind in ("Pod", "Secret"):
-        rtype = store.registry.for_kind("v1", kind)
-        assert rtype is not None
-        selector = "app.kubernetes.io/managed-by=ocscan"
-        for obj in store.list(rtype, AGENT_NAMESPACE, label_selector=selector):
-            found.append(f"{kind}/{obj['metadata']['name']}")
-    return found
-
-
-def remove_scanner_pods(sandbox: Sandbox) -> None:
-    """Delete leftover scanner pods as admin (their Secrets go with them)."""
-    assert sandbox.kube is not None
-    store = sandbox.kube.store
-    rtype = store.registry.for_kind("v1", "Pod")
-    assert rtype is not None
-    for obj in store.list(
-        rtype, AGENT_NAMESPACE, label_selector="app.kubernetes.io/managed-by=ocscan"
-    ):
-        store.delete(rtype, AGENT_NAMESPACE, obj["metadata"]["name"], grace_period_seconds=0)
-
-
 STALE_REPORT = "deployment-gone-app"  # a report whose workload is gone: pruning deletes it
 
 

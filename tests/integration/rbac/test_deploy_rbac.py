@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from rbac_support import (
     AGENT_NAMESPACE,
     AGENT_USER,
@@ -28,8 +29,6 @@ from rbac_support import (
     grants_of,
     ocscan_scan,
     plant_stale_report,
-    remove_scanner_pods,
-    scanner_objects,
     source_grants,
     statuses_of,
     vulnerability_reports,
@@ -43,7 +42,8 @@ from ocscan.deliver import Delivery
 from ocscan.kube.client import make_client
 from ocscan.report.model import CycleReport
 from ocscan.sandbox.stack import Sandbox
-from ocscan.scan import podwatch
+from ocscan.scan import executor, podwatch
+from scanner_objects import managed_objects, remove_managed_objects
 
 EXPECTED = {
     ("shop", "web"): "scanned",
@@ -90,8 +90,11 @@ CLI_CASES: dict[Grant, Refusal] = {
     Grant("ClusterRole", "", "secrets", "get"): Refusal(
         SCAN_FAILED, failed=_all(EVERY_WORKLOAD, "secret_invalid")
     ),
-    Grant("Role", "", "pods", "create"): Refusal(
+    Grant("Role", "batch", "jobs", "create"): Refusal(
         SCAN_FAILED, failed=_all(EVERY_WORKLOAD, "scanner_error")
+    ),
+    Grant("Role", "batch", "jobs", "patch"): Refusal(  # a Job with a Secret is not resumed
+        SCAN_FAILED, failed=_all(WITH_CREDENTIALS, "scanner_error")
     ),
     Grant("Role", "", "pods/log", "get"): Refusal(
         SCAN_FAILED, failed=_all(EVERY_WORKLOAD, "scanner_error")
@@ -102,7 +105,9 @@ CLI_CASES: dict[Grant, Refusal] = {
     # The cycle completes; a warning says what could not be done.
     Grant("ClusterRole", "", "events", "create"): Refusal("could not record event on"),
     Grant("Role", "", "secrets", "delete"): Refusal("could not delete temporary secret"),
-    Grant("Role", "", "pods", "delete"): Refusal("could not delete scanner pod", leaves_pods=True),
+    Grant("Role", "batch", "jobs", "delete"): Refusal(
+        "could not delete scanner job", leaves_pods=True
+    ),
     # The cycle completes and its output is written; delivering VulnerabilityReports
     # fails, saying why, and the exit status (5) tells a pipeline.
     **{
@@ -110,8 +115,9 @@ CLI_CASES: dict[Grant, Refusal] = {
         for verb in ("get", "list", "create", "update", "delete")
     },
 }
-# Calls only a slow path makes (a recheck of a quiet pod) or a watch: run in-process.
-IN_PROCESS_CASES = (Grant("Role", "", "pods", "get"), Grant("Role", "", "pods", "watch"))
+# The watch: run in-process. A Job's events are read only when it creates no pod.
+IN_PROCESS_CASES = (Grant("Role", "", "pods", "watch"),)
+EVENTS_CASE = Grant("Role", "", "events", "list")
 LEASE_CASES = tuple(grant for grant in source_grants() if grant.resource == "leases")
 
 
@@ -136,13 +142,13 @@ def missing(
         yield grant
     finally:
         apply(sandbox, roles[grant.role_kind])
-        remove_scanner_pods(sandbox)
+        remove_managed_objects(sandbox)
 
 
 def test_every_rendered_grant_has_a_refusal_case(roles: dict[str, dict[str, Any]]) -> None:
     rendered = {grant for role in roles.values() for grant in grants_of(role)}
     assert rendered == set(source_grants())  # kustomize changes no rule
-    cases = {*CLI_CASES, *IN_PROCESS_CASES, *LEASE_CASES}
+    cases = {*CLI_CASES, *IN_PROCESS_CASES, EVENTS_CASE, *LEASE_CASES}
     assert rendered == cases, "each rule needs a case; each case a rule"
     assert {grant.verb for grant in LEASE_CASES} == {"get", "create", "update"}
 
@@ -182,7 +188,7 @@ def test_agent_with_exactly_the_rendered_rules_completes_a_full_cycle(
     reports = {r.verb for r in requests if r.resource == "vulnerabilityreports"}
     assert reports == {"create", "get", "update", "list", "delete"}
     assert sum(r.resource == "events" and r.code == 201 for r in requests) >= 2
-    assert scanner_objects(sandbox) == []
+    assert managed_objects(sandbox) == []
 
 
 @pytest.mark.parametrize("missing", list(CLI_CASES), ids=str, indirect=True)
@@ -204,9 +210,9 @@ def test_without_one_grant_ocscan_names_the_verb_and_resource(
         return
     _assert_report(run, expected, missing, admin_statuses)
     if expected.leaves_pods:
-        assert scanner_objects(sandbox), "the refused delete left no pod behind?"
+        assert managed_objects(sandbox), "the refused delete left no pod behind?"
     else:
-        assert scanner_objects(sandbox) == []
+        assert managed_objects(sandbox) == []
 
 
 def _assert_report(
@@ -239,7 +245,7 @@ def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("missing", IN_PROCESS_CASES, ids=str, indirect=True)
-async def test_without_get_or_watch_on_scanner_pods_ocscan_says_so(
+async def test_without_watch_on_scanner_pods_ocscan_warns_and_polls(
     missing: Grant,
     sandbox: Sandbox,
     agent_kubeconfig: Path,
@@ -248,23 +254,59 @@ async def test_without_get_or_watch_on_scanner_pods_ocscan_says_so(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A pod is read by name only when its watch has been quiet this long: make it short.
+    # A scan lists its pod only when the watch has been quiet this long: make it short.
     monkeypatch.setattr(podwatch, "RECHECK_SECONDS", 0.02)
     with caplog.at_level(logging.WARNING, logger="ocscan"):
         report = await _cycle_and_delivery(agent_kubeconfig, scan_config)
 
     _no_tracebacks(caplog)
     statuses = {(w.namespace, w.name): w.containers[0].status for w in report.workloads}
+    assert statuses == admin_statuses
     wanted = forbidden(missing.verb, missing.resource)
-    if missing.verb == "get":  # a scan cannot follow its pod: each fails, saying why
-        assert statuses == _all(EVERY_WORKLOAD, "scanner_error")
-        for workload in report.workloads:
-            error = workload.containers[0].error
-            assert error is not None and wanted in error.message, error
-    else:  # the watch is refused: a warning, and the pods are polled instead
-        assert statuses == admin_statuses
-        assert any(wanted in r.getMessage() for r in caplog.records), caplog.text
-    assert scanner_objects(sandbox) == []
+    assert any(wanted in r.getMessage() for r in caplog.records), caplog.text
+    assert managed_objects(sandbox) == []
+
+
+@pytest.fixture
+def missing_scanner_account(
+    sandbox: Sandbox, scan_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A configuration whose scanner service account does not exist: Jobs create no pod."""
+    monkeypatch.setattr(executor, "JOB_CHECK_SECONDS", 0.2)
+    document = yaml.safe_load(scan_config.read_text())
+    document["scanner"].update(service_account="no-such-account", start_timeout_seconds=5)
+    document["targets"] = {"namespaces": ["batch"]}
+    path = tmp_path / "no-scanner-account.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+async def test_a_job_that_creates_no_pod_fails_its_scan_with_the_jobs_event(
+    sandbox: Sandbox, agent_kubeconfig: Path, missing_scanner_account: Path
+) -> None:
+    report = await _cycle_and_delivery(agent_kubeconfig, missing_scanner_account)
+
+    (workload,) = report.workloads
+    (entry,) = workload.containers
+    assert entry.status == "scanner_error" and entry.error is not None
+    # The Job controller's words: the pod was forbidden for want of its service account.
+    assert "created no pod: FailedCreate" in entry.error.message, entry.error.message
+    assert 'serviceaccount "no-such-account" not found' in entry.error.message
+    assert managed_objects(sandbox) == []
+
+
+@pytest.mark.parametrize("missing", [EVENTS_CASE], ids=str, indirect=True)
+async def test_without_list_on_events_a_job_without_pod_says_why_it_cannot_say_more(
+    missing: Grant, sandbox: Sandbox, agent_kubeconfig: Path, missing_scanner_account: Path
+) -> None:
+    report = await _cycle_and_delivery(agent_kubeconfig, missing_scanner_account)
+
+    (workload,) = report.workloads
+    (entry,) = workload.containers
+    assert entry.status == "scanner_error" and entry.error is not None
+    assert "created no pod: none within 5s" in entry.error.message, entry.error.message
+    assert forbidden(missing.verb, missing.resource) in entry.error.message
+    assert managed_objects(sandbox) == []
 
 
 @pytest.mark.parametrize("missing", LEASE_CASES, ids=str, indirect=True)

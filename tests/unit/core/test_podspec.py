@@ -1,4 +1,4 @@
-"""Scanner pod and temporary Secret manifests: hardened, owned, and free of credentials."""
+"""Scanner Job and temporary Secret manifests: hardened, owned, and free of credentials."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from ocscan.registry.credential import RegistryCredential
 from ocscan.scan.podspec import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    SCAN_LABEL,
     SCANNER_CONTAINER,
     credential_secret,
-    scanner_pod,
+    scanner_job,
 )
 from ocscan.scan.trivy_command import ClientServer, TrivyCommand, build_trivy_command
 
@@ -29,15 +30,20 @@ def command(password: str | None) -> TrivyCommand:
     return build_trivy_command(IMAGE, ClientServer("http://trivy:4954"), credential=credential)
 
 
-def build(password: str | None, config: ScannerConfig | None = None) -> dict[str, Any]:
-    config = config or ScannerConfig()
-    return scanner_pod(
+def job_for(password: str | None, config: ScannerConfig | None = None) -> dict[str, Any]:
+    return scanner_job(
         name="ocscan-scan-x",
         target_key="k",
         image_ref=IMAGE,
         command=command(password),
-        config=config,
+        config=config or ScannerConfig(),
     )
+
+
+def build(password: str | None, config: ScannerConfig | None = None) -> dict[str, Any]:
+    """The scanner pod: the Job's template."""
+    template: dict[str, Any] = job_for(password, config)["spec"]["template"]
+    return template
 
 
 def env_of(pod: dict[str, Any]) -> dict[str, Any]:
@@ -116,15 +122,37 @@ def secret_for(password: str) -> dict[str, Any]:
         name="ocscan-scan-x",
         namespace="ocscan",
         target_key="k",
-        owner_pod=owner,
+        owner_job=owner,
         command=command(password),
     )
 
 
-def test_secret_is_owned_by_its_pod_and_holds_one_registry() -> None:
+@pytest.mark.parametrize("password", [CANARY, "a,b"])
+def test_a_job_that_needs_a_secret_starts_suspended(password: str) -> None:
+    job = job_for(password)
+    assert job["spec"]["suspend"] is True
+    assert password not in json.dumps(job)
+
+
+def test_a_job_without_credentials_starts_at_once_and_runs_one_pod_once() -> None:
+    spec = job_for(None)["spec"]
+    assert spec["suspend"] is False
+    assert (spec["completions"], spec["parallelism"], spec["backoffLimit"]) == (1, 1, 0)
+    assert spec["template"]["metadata"]["labels"][SCAN_LABEL] == "ocscan-scan-x"
+    assert spec["ttlSecondsAfterFinished"] > 0
+
+
+def test_kept_failed_jobs_are_not_removed_by_a_ttl() -> None:
+    assert (
+        "ttlSecondsAfterFinished" not in job_for(None, ScannerConfig(keep_failed_pods=True))["spec"]
+    )
+
+
+def test_secret_is_owned_by_its_job_and_holds_one_registry() -> None:
     secret = secret_for(CANARY)
     (owner,) = secret["metadata"]["ownerReferences"]
-    assert owner["kind"] == "Pod" and owner["uid"] == "1234-uid" and owner["controller"]
+    assert (owner["apiVersion"], owner["kind"]) == ("batch/v1", "Job")
+    assert owner["uid"] == "1234-uid" and owner["controller"]
     assert secret["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data == {"TRIVY_USERNAME": "robot", "TRIVY_PASSWORD": CANARY}
@@ -139,7 +167,7 @@ def test_config_json_secret_holds_only_that_registry() -> None:
 @pytest.mark.parametrize("password", [CANARY, "a,b", None])
 def test_manifests_validate_against_the_kubernetes_schema(password: str | None) -> None:
     version = kubernetes_validate.latest_version()
-    kubernetes_validate.validate(build(password), version, strict=True)
+    kubernetes_validate.validate(job_for(password), version, strict=True)
     if password is not None:
         kubernetes_validate.validate(secret_for(password), version, strict=True)
 

@@ -91,7 +91,9 @@ def test_namespaced_role_is_limited_to_scanner_objects_and_the_lease() -> None:
     role = by_kind(objects, "Role", "ocscan-agent")
     assert role["metadata"]["namespace"] == "ocscan"
     assert rules(role) == {
-        "/pods": {"create", "delete", "get", "watch"},
+        "batch/jobs": {"create", "patch", "delete"},
+        "/pods": {"watch"},
+        "/events": {"list"},
         "/secrets": {"create", "delete"},
         "/pods/log": {"get"},
         "coordination.k8s.io/leases": {"get", "create", "update"},
