@@ -349,14 +349,14 @@ class ScanExecutor:
         return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=message)
 
     async def _job_problem(self, name: str) -> str | None:
-        """The newest warning Event of Job ``name`` (``FailedCreate: <the API's words>``)."""
+        """Why Job ``name`` could not create its pod: ``FailedCreate: <the API's words>``."""
 
-        async def warnings() -> list[Event]:
+        async def failed_creates() -> list[Event]:
             fields: dict[str, Any] = {"involvedObject.kind": "Job", "involvedObject.name": name}
             events = self._client.list(Event, namespace=self.namespace, fields=fields)
-            return [event async for event in events if event.type == "Warning"]
+            return [event async for event in events if event.reason == "FailedCreate"]
 
-        found = await retrying(warnings, what=f"list events of job {self.namespace}/{name}")
+        found = await retrying(failed_creates, what=f"list events of job {self.namespace}/{name}")
         if not found:
             return None
         newest = max(found, key=_event_time)

@@ -294,6 +294,39 @@ async def test_job_fails_after_its_backoff_limit(
     assert failed.status.failed == 2
 
 
+async def test_a_job_pod_deleted_before_it_ends_counts_as_failed(
+    cluster: SandboxCluster, client: AsyncClient
+) -> None:
+    """As with the real controller's tracking finalizers: no second pod at backoffLimit 0."""
+    await client.create(
+        Job.from_dict(
+            {
+                "metadata": {"name": "once"},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {"name": "main", "image": f"{RUNNER}:1", "args": ["sleep 60"]}
+                            ],
+                        }
+                    },
+                },
+            }
+        )
+    )
+    selector = {"batch.kubernetes.io/job-name": "once"}
+    (started,) = await eventually(lambda: pods(client, selector), lambda found: running(found, 1))
+    await client.delete(Pod, started["metadata"]["name"], namespace=NS, grace_period=0)
+    failed = await eventually(
+        lambda: client.get(Job, "once", namespace=NS),
+        lambda j: "Failed" in {c.type for c in (j.status and j.status.conditions) or []},
+    )
+    assert failed.status is not None and failed.status.failed == 1
+    assert await pods(client, selector) == []  # not replaced
+
+
 async def test_cronjob_trigger_creates_an_owned_job(
     cluster: SandboxCluster, client: AsyncClient
 ) -> None:

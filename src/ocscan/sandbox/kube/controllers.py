@@ -8,7 +8,9 @@
   after the previous one is Running and Ready; ``Parallel``: all at once).
 * DaemonSet -> one pod per Node (pinned with a ``metadata.name`` node affinity).
 * Job -> pods ``<job>-<5 random chars>`` up to ``parallelism`` until ``completions``
-  succeeded; ``backoffLimit`` and ``activeDeadlineSeconds``; status and conditions as the
+  succeeded; ``suspend`` (active pods deleted, none created); ``backoffLimit`` (a pod
+  deleted by someone else before it succeeded counts as failed, as the real controller's
+  tracking finalizers make it) and ``activeDeadlineSeconds``; status and conditions as the
   real job controller writes them.
 * CronJob: :meth:`Controllers.trigger_cronjob` creates a Job from ``jobTemplate`` as
   ``kubectl create job --from=cronjob/<name>`` does; the controller keeps ``status.active``
@@ -188,6 +190,11 @@ class Controllers:
             "CronJob": self._cronjobs,
         }
         self._unsubscribe: list[Callable[[], None]] = []
+        # Per Job (key -> uid, its pods' last phases, pods that vanished unfinished): the
+        # real controller counts a pod deleted before it succeeded as failed (its tracking
+        # finalizer lets it see the deletion); pods it deletes itself do not count.
+        self._job_pods: dict[Key, tuple[str, dict[str, str], set[str]]] = {}
+        self._job_deletes: set[str] = set()
 
     def start(self) -> None:
         subscriptions: list[tuple[ResourceType, Reconciler[Key] | None]] = [
@@ -659,6 +666,7 @@ class Controllers:
     def _job(self, key: Key) -> float | None:
         job = self._get(r.JOBS, key)
         if job is None or job["metadata"].get("deletionTimestamp"):
+            self._job_pods.pop(key, None)
             return None
         who = "job-controller"
         spec = job["spec"]
@@ -667,7 +675,7 @@ class Controllers:
             return None
         pods = self._owned(r.PODS, job)
         succeeded = sum(_phase(pod) == "Succeeded" for pod in pods)
-        failed = sum(_phase(pod) == "Failed" for pod in pods)
+        failed = sum(_phase(pod) == "Failed" for pod in pods) + self._vanished(key, job, pods)
         active = [pod for pod in pods if _is_active(pod)]
         status.setdefault("startTime", _now())
         wake: float | None = None
@@ -677,6 +685,7 @@ class Controllers:
         deadline = spec.get("activeDeadlineSeconds")
         if spec.get("suspend"):
             for pod in active:
+                self._job_deletes.add(pod["metadata"]["uid"])
                 self._delete_pod(job, pod, who)
             active = []
         elif deadline is not None:
@@ -735,6 +744,21 @@ class Controllers:
                 del status[field]
         self._write_status(r.JOBS, job, status)
         return wake
+
+    def _vanished(self, key: Key, job: JsonObject, pods: list[JsonObject]) -> int:
+        """How many of the Job's pods were deleted by others before they succeeded."""
+        uid = job["metadata"]["uid"]
+        known_uid, phases, lost = self._job_pods.get(key, (uid, {}, set()))
+        if known_uid != uid:  # a new Job of the same name
+            phases, lost = {}, set()
+        present = {pod["metadata"]["uid"]: _phase(pod) for pod in pods}
+        for pod_uid, phase in phases.items():
+            if pod_uid not in present and phase != "Succeeded":
+                if pod_uid not in self._job_deletes:
+                    lost.add(pod_uid)
+                self._job_deletes.discard(pod_uid)
+        self._job_pods[key] = (uid, present, lost)
+        return len(lost)
 
     # -- CronJob --
 
