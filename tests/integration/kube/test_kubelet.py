@@ -31,16 +31,20 @@ PATH = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
 NS = "default"
 
 
-@pytest.fixture
-def cluster(kube: KubeEmulator, tmp_path: Path) -> Iterator[SandboxCluster]:
-    config = KubeletConfig(
+def runner_config(tmp_path: Path, **fast: Any) -> KubeletConfig:
+    """A kubelet running the runnable image, with ``fast`` back-offs where a test says so."""
+    return KubeletConfig(
         runnable=(RunnableImage(RUNNER, entrypoint=("sh", "-c")),),
         images=ImagePuller(resolve_digest=None, fake_digests=True),
         state_dir=tmp_path / "kubelet",
         path=PATH,
-        backoff=0.2,
-        resync=0.2,
+        **fast,
     )
+
+
+@pytest.fixture
+def cluster(kube: KubeEmulator, tmp_path: Path) -> Iterator[SandboxCluster]:
+    config = runner_config(tmp_path, backoff=0.2, config_error_backoff=0.2, resync=0.2)
     with SandboxCluster(kube.store, config) as running:
         yield running
 
@@ -240,6 +244,51 @@ async def test_missing_secret_is_create_container_config_error_until_it_appears(
     assert await logs(client, "waits") == "token=t0k\n"
 
 
+async def test_config_error_waits_out_the_back_off_not_for_the_secret(
+    kube: KubeEmulator, tmp_path: Path, client: AsyncClient
+) -> None:
+    """As on a real node: neither the Secret's creation nor status writes wake the pod before
+    the sync back-off; an update of the pod (a label) does; deletion never waits."""
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "token"}}}]
+
+    async def config_error(name: str) -> None:
+        await eventually(
+            lambda: pod_status(client, name),
+            lambda s: (
+                bool(s.get("containerStatuses"))
+                and main_state(s).get("waiting", {}).get("reason") == "CreateContainerConfigError"
+            ),
+        )
+
+    with SandboxCluster(kube.store, runner_config(tmp_path, config_error_backoff=3600)):
+        for name in ("patient", "doomed"):
+            await client.create(runner_pod(name, 'echo "token=$TOKEN"', container={"env": env}))
+            await config_error(name)
+        await client.create(
+            Secret.from_dict({"metadata": {"name": "late"}, "stringData": {"token": "t0k"}})
+        )
+        condition = {"type": "Example", "status": "True"}
+        await client.patch(
+            Pod.Status, "patient", {"status": {"conditions": [condition]}}, namespace=NS
+        )
+        await asyncio.sleep(1)
+        status = await pod_status(client, "patient")
+        assert status["phase"] == "Pending"
+        assert main_state(status)["waiting"] == {
+            "reason": "CreateContainerConfigError",
+            "message": 'secret "late" not found',
+        }
+
+        await client.delete(Pod, "doomed", namespace=NS)
+        await client.patch(Pod, "patient", {"metadata": {"labels": {"poke": "1"}}}, namespace=NS)
+        status = await finished(client, "patient")
+        assert status["phase"] == "Succeeded"
+        assert await logs(client, "patient") == "token=t0k\n"
+        with pytest.raises(ApiError) as caught:
+            await client.get(Pod, "doomed", namespace=NS)
+        assert caught.value.status.code == 404
+
+
 async def test_memory_limit_ends_in_oomkilled(cluster: SandboxCluster, client: AsyncClient) -> None:
     grow = "chunks = []\nwhile True:\n    chunks.append(b'x' * 4194304)\n"
     pod = runner_pod(
@@ -389,13 +438,7 @@ async def test_a_pid1_ignoring_sigterm_is_killed_after_the_grace_period(
 async def test_stopping_the_kubelet_kills_every_process(
     kube: KubeEmulator, tmp_path: Path, client: AsyncClient
 ) -> None:
-    config = KubeletConfig(
-        runnable=(RunnableImage(RUNNER, entrypoint=("sh", "-c")),),
-        images=ImagePuller(resolve_digest=None, fake_digests=True),
-        state_dir=tmp_path / "kubelet",
-        path=PATH,
-    )
-    with SandboxCluster(kube.store, config):
+    with SandboxCluster(kube.store, runner_config(tmp_path)):
         await client.create(runner_pod("long", "echo $$$$; sleep 60"))  # $$ escapes a $
         output = await eventually(lambda: logs_or_empty(client, "long"), bool)
         pid = int(output.strip())

@@ -8,8 +8,10 @@ imagepull`) they are Running and Ready for good, init containers Completed.
 
 Reproduced from the real kubelet: pod phases and conditions, ``containerStatuses`` and
 ``initContainerStatuses`` (``imageID``, ``containerID``, ``started``, ``ready``, states),
-``ErrImagePull``/``ImagePullBackOff``, ``CreateContainerConfigError`` until the Secret or
-ConfigMap appears, ``FailedMount`` while a volume source is missing, exit codes and reasons
+``ErrImagePull``/``ImagePullBackOff``, ``CreateContainerConfigError`` retried after the pod
+worker's jittered back-off (10-15 s; a new Secret or ConfigMap does not wake the pod, a change
+to its spec, labels or annotations does), ``FailedMount`` while a volume source is missing (the
+pod starts as soon as it appears), exit codes and reasons
 (``Completed``, ``Error``, ``OOMKilled``, ``StartError``), termination messages (``File``,
 ``FallbackToLogsOnError``), restart policies with back-off (``CrashLoopBackOff``),
 ``activeDeadlineSeconds`` (``DeadlineExceeded``), graceful deletion (SIGTERM, SIGKILL after
@@ -25,6 +27,7 @@ import ipaddress
 import itertools
 import logging
 import os
+import random
 import secrets
 import shutil
 import tempfile
@@ -67,6 +70,7 @@ TERMINATION_MESSAGE_MAX = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+SYNC_BACKOFF_JITTER = 0.5  # the pod worker's workerBackOffPeriodJitterFactor
 
 PodKey = tuple[str, str]
 
@@ -112,7 +116,11 @@ class KubeletConfig:
     ``state_dir``: where pod directories go (a temporary directory when None). ``path``:
     ``PATH`` of the processes, unless the pod sets one. ``backoff``: first image-pull and
     crash-loop back-off in seconds (doubling, capped at 300 s; the real kubelet starts at 10).
-    ``resync``: how often pods waiting for a Secret or volume are looked at again.
+    ``config_error_backoff``: the real kubelet's pod-worker back-off after a sync error,
+    jittered by a factor in [1, 1.5): how long a container stays in
+    ``CreateContainerConfigError`` before its env is built again. ``resync``: how often pods
+    waiting for a volume source are looked at again (besides when a Secret or ConfigMap
+    changes).
     Pulled images stay on the node: a container whose ``imagePullPolicy`` is
     ``IfNotPresent`` (the default unless the tag is ``latest``) reuses them without
     credentials, exactly the case where a broken pull secret goes unnoticed.
@@ -124,6 +132,7 @@ class KubeletConfig:
     state_dir: Path | None = None
     path: str = field(default_factory=lambda: os.environ.get("PATH", "/usr/bin:/bin"))
     backoff: float = 10.0
+    config_error_backoff: float = 10.0
     resync: float = 2.0
     allocatable: Mapping[str, str] = field(
         default_factory=lambda: {"cpu": "4", "memory": "8Gi", "pods": "110"}
@@ -198,7 +207,8 @@ class _PodRun:
     message: str = ""
     terminal: bool = False
     stopping: bool = False
-    waits_for_objects: bool = False
+    waits_for_volume: bool = False
+    seen: JsonObject = field(default_factory=dict)  # what of the pod counts as an update
     transitions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def processes(self) -> list[ContainerProcess]:
@@ -271,7 +281,7 @@ class Kubelet:
     def _on_source(self, event: WatchEvent) -> None:
         namespace = event.object["metadata"].get("namespace")
         with self._runs_lock:
-            waiting = [key for key, run in self._runs.items() if run.waits_for_objects]
+            waiting = [key for key, run in self._runs.items() if run.waits_for_volume]
         for key in waiting:
             if key[0] == namespace:
                 self._reconciler.queue.add(key)
@@ -503,9 +513,15 @@ class Kubelet:
                 self._fail(pod, run, "DeadlineExceeded", DEADLINE_MESSAGE)
                 return None
             wakes.append(remaining)
-        run.waits_for_objects = False
+        seen = _update_view(pod)
+        if seen != run.seen:  # an update, unlike a status change, ends the sync back-off
+            run.seen = seen
+            for record in run.containers.values():
+                if record.reason == "CreateContainerConfigError":
+                    record.retry_at = 0.0
+        run.waits_for_volume = False
         if run.volumes is None and not self._mount(pod, run):
-            run.waits_for_objects = True
+            run.waits_for_volume = True
             return self.config.resync
         run.ready_to_start = True
         by_name = {c["name"]: c for c in (spec.get("initContainers") or [])}
@@ -617,6 +633,8 @@ class Kubelet:
         if record.runnable is None:
             self._start_simulated(pod, record)
             return None
+        if record.reason == "CreateContainerConfigError" and now < record.retry_at:
+            return record.retry_at - now
         try:
             spec = self._process_spec(pod, run, record, container)
         except ConfigError as error:
@@ -625,9 +643,11 @@ class Kubelet:
                 "CreateContainerConfigError",
                 error.message,
             )
-            run.waits_for_objects = True
+            delay = sync_backoff(self.config.config_error_backoff)
+            record.retry_at = now + delay
             self._event(pod, WARNING, "Failed", f"Error: {error.message}")
-            return self.config.resync
+            return delay
+        record.retry_at = 0.0
         if record.log is not None:
             record.previous_log = record.log
         record.log = ContainerLog()
@@ -957,6 +977,22 @@ class Kubelet:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def sync_backoff(period: float, draw: Callable[[], float] = random.random) -> float:
+    """``period`` stretched by a random factor in [1, 1.5), as the pod worker's
+    ``wait.Jitter(backOffPeriod, 0.5)`` after a failed sync."""
+    return period * (1 + SYNC_BACKOFF_JITTER * draw())
+
+
+def _update_view(pod: JsonObject) -> JsonObject:
+    """The parts of a pod whose change the kubelet's config source treats as an update."""
+    meta = pod["metadata"]
+    return {
+        "spec": pod["spec"],
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+    }
 
 
 def _or_init(init_names: list[str]) -> str:
