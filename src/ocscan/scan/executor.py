@@ -231,6 +231,7 @@ class ScanExecutor:
             + self._config.timeout_seconds
             + self._config.deadline_margin_seconds
         )
+        self._tracker.track(name)
         try:
             job = await self._create(cast(Job, Job.from_dict(manifest)), name)
             if command.needs_secret:
@@ -297,7 +298,9 @@ class ScanExecutor:
         finally:
             # Starts now and runs to the end even if this scan is cancelled; the scan's
             # concurrency slot does not wait for the deletions, drain() does.
-            cleanup = asyncio.create_task(self._cleanup(name, secret_attempted, keep_pod=failed))
+            # A Job without a pod is never kept: its controller would go on trying.
+            keep = failed and self._tracker.latest(name) is not None
+            cleanup = asyncio.create_task(self._cleanup(name, secret_attempted, keep_pod=keep))
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 
@@ -317,10 +320,12 @@ class ScanExecutor:
     async def _wait_for_start(self, name: str) -> Pod | ScanFailure:
         """The pod of Job ``name`` once it has started, ended or got stuck.
 
-        A failure when the Job controller could not create the pod (its Events say why,
-        e.g. a missing service account or an exhausted quota), or none came within
-        ``start_timeout_seconds``; the pod as it is when it came but did not start.
+        A failure when the Job controller could not create the pod (its FailedCreate
+        events say why, e.g. a missing service account or an exhausted quota) at two checks
+        in a row, as it retries; or when none came within ``start_timeout_seconds``. The
+        pod as it is when it came but did not start in time.
         """
+        problem_before: str | None = None
         try:
             async with asyncio.timeout(self._config.start_timeout_seconds):
                 while True:
@@ -328,14 +333,21 @@ class ScanExecutor:
                         async with asyncio.timeout(JOB_CHECK_SECONDS):
                             return await self._tracker.wait_for(name, _started_done_or_stuck)
                     except TimeoutError:
-                        if self._tracker.latest(name) is None:
-                            with contextlib.suppress(ApiError, httpx2.HTTPError):
-                                if problem := await self._job_problem(name):
-                                    return self._no_pod(name, problem)
+                        if self._tracker.latest(name) is not None:
+                            continue  # it has a pod: wait_for follows it
+                        await self._tracker.refresh(name)  # the watch may have missed it
+                        if self._tracker.latest(name) is not None:
+                            continue
+                        problem = None
+                        with contextlib.suppress(ApiError, httpx2.HTTPError):
+                            problem = await self._job_problem(name)
+                        if problem and problem_before:
+                            return self._no_pod(name, problem)
+                        problem_before = problem
         except TimeoutError:
             pass
-        pod = await self._tracker.refresh(name)
-        if pod is not None:
+        await self._tracker.refresh(name)
+        if (pod := self._tracker.latest(name)) is not None:
             return pod
         try:
             problem = await self._job_problem(name) or "no event says why"
@@ -382,9 +394,10 @@ class ScanExecutor:
                 listed = self._client.list(
                     Job, namespace=self.namespace, fields={"metadata.name": name}
                 )
-                async for found in listed:
-                    return found
-                raise
+                found = [job async for job in listed]
+                if not found:
+                    raise
+                return found[0]
 
         return await retrying(attempt, what=f"create {kind} {self.namespace}/{name}")
 

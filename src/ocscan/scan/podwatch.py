@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -60,14 +62,27 @@ def scan_of(pod: Pod) -> str | None:
     return labels.get(SCAN_LABEL)
 
 
+@dataclass(slots=True)
+class _Scan:
+    """What the tracker knows of one scan: the pod it follows (the first one seen)."""
+
+    pod: Pod | None = None
+    gone: bool = False  # that pod was deleted; ``pod`` is its last state
+    read_at: float = 0.0  # when its pods were last listed
+
+
 class PodTracker:
-    """The latest known state of each scan's pod, and a way to wait for a condition."""
+    """The latest known state of each tracked scan's pod, and a way to wait for a condition.
+
+    A scan follows one pod: the first of its Job that the tracker sees. Events about any
+    other pod of the Job, or about scans not tracked (any more), are ignored.
+    """
 
     def __init__(self, client: AsyncClient, namespace: str) -> None:
         self._client = client
         self._namespace = namespace
-        self._pods: dict[str, Pod] = {}
-        self._gone: dict[str, Pod] = {}  # deleted under a scan's feet: their last state
+        self._scans: dict[str, _Scan] = {}
+        self._heard_at = time.monotonic()  # the watch's last event, about any pod
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -91,6 +106,7 @@ class PodTracker:
                     on_error=_retry_after_pause,
                 )
                 async for event, pod in stream:
+                    self._heard_at = time.monotonic()
                     await self._record(pod, deleted=event == "DELETED")
             except asyncio.CancelledError:
                 raise
@@ -105,75 +121,90 @@ class PodTracker:
                 log.warning("scanner pod watch failed, reopening: %s", error)
                 await asyncio.sleep(WATCH_RETRY_SECONDS)
 
+    def track(self, name: str) -> None:
+        """Follow scan ``name`` from now on (before its Job exists: no event is missed)."""
+        self._scans.setdefault(name, _Scan())
+
+    def forget(self, name: str) -> None:
+        """Stop following scan ``name``."""
+        self._scans.pop(name, None)
+
+    def latest(self, name: str) -> Pod | None:
+        """The last known state of scan ``name``'s pod (deleted or not), if it has one."""
+        scan = self._scans.get(name)
+        return scan.pod if scan is not None else None
+
     async def _record(self, pod: Pod, *, deleted: bool) -> None:
-        name = scan_of(pod)
-        if not name:
+        scan = self._scans.get(scan_of(pod) or "")
+        if scan is None or scan.gone:
             return
+        if scan.pod is not None and _uid(scan.pod) != _uid(pod):
+            return  # another pod of the Job: not the one this scan follows
         async with self._changed:
-            if deleted:
-                # Deleted while a scan still tracked it (evicted, preempted, removed by hand):
-                # keep its last state so the scan ends now, saying so.
-                if self._pods.pop(name, None) is not None:
-                    self._gone[name] = pod
-            else:
-                self._pods[name] = pod
+            # Deleted while the scan follows it (evicted, preempted, removed by hand): keep
+            # its last state so the scan ends now, saying so.
+            scan.pod, scan.gone = pod, deleted
             self._changed.notify_all()
 
-    async def refresh(self, name: str) -> Pod | None:
-        """Read scan ``name``'s pod from the API now; None while it has none.
+    async def refresh(self, name: str) -> None:
+        """Read scan ``name``'s pod from the API now (the watch may have missed it).
 
-        A pod that was known and is gone now counts as deleted under the scan.
+        The pod the scan follows counts as deleted when it is no longer there.
         """
+        scan = self._scans.get(name)
+        if scan is None:
+            return
+        scan.read_at = time.monotonic()
         try:
             listed = self._client.list(
                 Pod, namespace=self._namespace, labels={**SCANNER_SELECTOR, SCAN_LABEL: name}
             )
-            pods = [pod async for pod in listed]
+            pods = {_uid(pod): pod async for pod in listed}
         except Exception as error:
             if not is_transient(error):  # refused: say so, waiting would not help
                 raise
             log.debug("listing the pod of scan %s failed: %s", name, error)
-            return self.latest(name)  # the next recheck tries again
-        if not pods:
-            async with self._changed:
-                if (last := self._pods.pop(name, None)) is not None:
-                    self._gone[name] = last
-                self._changed.notify_all()
-            return None
-        newest = max(pods, key=_created)
-        await self._record(newest, deleted=False)
-        return newest
-
-    def latest(self, name: str) -> Pod | None:
-        """The last known state of scan ``name``'s pod, if it has one."""
-        return self._pods.get(name)
+            return  # the next recheck tries again
+        if scan.pod is None:
+            if pods:
+                await self._record(min(pods.values(), key=_created), deleted=False)
+        elif (current := pods.get(_uid(scan.pod))) is not None:
+            await self._record(current, deleted=False)
+        else:
+            await self._record(scan.pod, deleted=True)
 
     async def wait_for(self, name: str, condition: Callable[[Pod], bool]) -> Pod:
         """Wait until scan ``name``'s pod satisfies ``condition``; the caller bounds the wait.
 
-        Raises :class:`ScannerPodGoneError` once that pod has been deleted.
+        Raises :class:`ScannerPodGoneError` once that pod has been deleted. When the watch
+        has been quiet for ``RECHECK_SECONDS`` (however often this wait was interrupted),
+        the pod is read from the API.
         """
+        self.track(name)
         while True:
             async with self._changed:
-                if (last := self._gone.get(name)) is not None:
-                    pod_name = (last.metadata and last.metadata.name) or name
-                    raise ScannerPodGoneError(self._namespace, pod_name, pod_summary(last))
-                pod = self._pods.get(name)
-                if pod is not None and condition(pod):
-                    return pod
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), RECHECK_SECONDS)
+                scan = self._scans[name]
+                if scan.gone and scan.pod is not None:
+                    pod_name = (scan.pod.metadata and scan.pod.metadata.name) or name
+                    raise ScannerPodGoneError(self._namespace, pod_name, pod_summary(scan.pod))
+                if scan.pod is not None and condition(scan.pod):
+                    return scan.pod
+                quiet = time.monotonic() - max(self._heard_at, scan.read_at)
+                if quiet < RECHECK_SECONDS:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), RECHECK_SECONDS - quiet)
                     continue
             await self.refresh(name)
 
-    def forget(self, name: str) -> None:
-        self._pods.pop(name, None)
-        self._gone.pop(name, None)
+
+def _uid(pod: Pod) -> str | None:
+    return pod.metadata.uid if pod.metadata else None
 
 
-def _created(pod: Pod) -> str:
-    stamp = pod.metadata.creationTimestamp if pod.metadata else None
-    return stamp.isoformat() if stamp is not None else ""
+def _created(pod: Pod) -> tuple[str, str]:
+    meta = pod.metadata
+    stamp = meta.creationTimestamp if meta else None
+    return (stamp.isoformat() if stamp is not None else "", (meta and meta.name) or "")
 
 
 def pod_summary(pod: Any) -> str:

@@ -14,6 +14,7 @@ from cycle_support import container, run, sandbox_config
 
 from ocscan.sandbox.stack import Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_CLEAN, SAMPLE_MINIMAL
+from ocscan.scan import executor, podwatch
 from scanner_objects import managed_objects
 
 
@@ -130,6 +131,58 @@ def test_cycle_completes_through_api_errors_and_dropped_watches(
     }
     assert "retry" in caplog.text
     assert managed_objects(sandbox) == []
+
+
+SHOP = {"web": "scanned", "api": "scanned", "legacy": "auth", "orphan": "secret_missing"}
+
+
+def test_creates_whose_answers_were_lost_are_found_again(sandbox: Sandbox) -> None:
+    """The Job and Secret were made, the client never heard: retries meet 409 and go on."""
+    assert sandbox.kube is not None
+    faults, log = sandbox.kube.faults, sandbox.kube.request_log
+    start = len(log.records())
+    rules = [
+        faults.lose_answer(verb="create", resource="jobs", namespace="ocscan", times=1),
+        faults.lose_answer(verb="create", resource="secrets", namespace="ocscan", times=1),
+    ]
+    try:
+        report = run(sandbox, sandbox_config(sandbox, targets={"namespaces": ["shop"]}))
+    finally:
+        for rule in rules:
+            faults.remove(rule)
+    assert [rule.hits for rule in rules] == [1, 1]
+    assert {w.name: w.containers[0].status for w in report.workloads} == SHOP
+    conflicts = [r.resource for r in log.records()[start:] if r.code == 409]
+    assert sorted(conflicts) == ["jobs", "secrets"]
+    assert managed_objects(sandbox) == []
+
+
+def test_a_hung_pod_watch_costs_a_recheck_not_the_start_timeout(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the watch silent, each scan reads its pod after RECHECK_SECONDS of quiet (here
+    twice the Job check interval, as in production), not after the 5 s start timeout."""
+    monkeypatch.setattr(podwatch, "RECHECK_SECONDS", 1.0)
+    monkeypatch.setattr(executor, "JOB_CHECK_SECONDS", 0.5)
+    assert sandbox.kube is not None
+    faults, log = sandbox.kube.faults, sandbox.kube.request_log
+    start = len(log.records())
+    hung = faults.hang(verb="watch", resource="pods", namespace="ocscan", seconds=60)
+    try:
+        config = sandbox_config(
+            sandbox, targets={"namespaces": ["shop"]}, scanner={"start_timeout_seconds": 5}
+        )
+        report = run(sandbox, config)
+    finally:
+        faults.remove(hung)
+    assert hung.hits >= 1
+    assert {w.name: w.containers[0].status for w in report.workloads} == SHOP
+    calls = log.records()[start:]
+    assert any(r.verb == "list" and r.resource == "pods" and r.namespace == "ocscan" for r in calls)
+    # A scan that lost track of its pod would look for why its Job has none every 0.5 s
+    # until the start timeout: several times per scan.
+    event_lists = [r for r in calls if r.resource == "events" and r.verb == "list"]
+    assert len(event_lists) < report.cycle.scans, event_lists
 
 
 def test_scan_output_is_json_with_the_documented_shape(sandbox: Sandbox) -> None:

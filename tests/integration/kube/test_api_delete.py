@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from kube_support import Kubectl, admin_http
 from lightkube import ApiError, AsyncClient
+from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import CascadeType, PatchType
 
@@ -57,6 +58,35 @@ async def test_orphan_keeps_dependents_and_drops_owner_references(
     await client.delete(ConfigMap, "root", namespace="default", cascade=CascadeType.ORPHAN)
     assert _names(kube) == {"other", "child", "grandchild", "shared"}
     assert "ownerReferences" not in kube.store.get(r.CONFIG_MAPS, "default", "child")["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("cascade", "dependent_left"), [(None, True), (CascadeType.BACKGROUND, False)]
+)
+async def test_a_job_deleted_without_a_policy_orphans_its_dependents(
+    client: AsyncClient, kube: KubeEmulator, cascade: CascadeType | None, dependent_left: bool
+) -> None:
+    """The API's default for batch/v1 Jobs is Orphan: a caller must ask for Background."""
+    job = kube.store.create(
+        r.JOBS,
+        "default",
+        {
+            "metadata": {"name": "scan"},
+            "spec": {
+                "suspend": True,
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}
+                },
+            },
+        },
+    )
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "scan",
+             "uid": job["metadata"]["uid"], "controller": True}  # fmt: skip
+    kube.store.create(
+        r.CONFIG_MAPS, "default", {"metadata": {"name": "dep", "ownerReferences": [owner]}}
+    )
+    await client.delete(Job, "scan", namespace="default", cascade=cascade)
+    assert ("dep" in _names(kube)) is dependent_left
 
 
 async def test_foreground_waits_for_blocking_dependents(kube: KubeEmulator) -> None:

@@ -39,6 +39,19 @@ async def test_fail_the_next_n_lists(client: AsyncClient, kube: KubeEmulator) ->
     ]
 
 
+def test_a_lost_answer_still_took_effect(kube: KubeEmulator) -> None:
+    rule = kube.faults.lose_answer(verb="create", resource="configmaps", times=1)
+    document = {"metadata": {"name": "made"}}
+    with admin_http(kube) as http, pytest.raises(httpx.RemoteProtocolError):
+        http.post("/api/v1/namespaces/default/configmaps", json=document)
+    assert rule.hits == 1
+    assert kube.store.get(r.CONFIG_MAPS, "default", "made")["metadata"]["name"] == "made"
+    (record,) = kube.request_log.records(verb="create", resource="configmaps")
+    assert record.code == 0  # no answer reached the client
+    with admin_http(kube) as http:  # the retry meets what the lost request made
+        assert http.post("/api/v1/namespaces/default/configmaps", json=document).status_code == 409
+
+
 def test_too_many_requests_carries_retry_after(kube: KubeEmulator) -> None:
     kube.faults.fail(resource="secrets", namespace="default", status=429, retry_after=3)
     with admin_http(kube) as http:

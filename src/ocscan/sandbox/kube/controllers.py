@@ -675,7 +675,7 @@ class Controllers:
             return None
         pods = self._owned(r.PODS, job)
         succeeded = sum(_phase(pod) == "Succeeded" for pod in pods)
-        failed = sum(_phase(pod) == "Failed" for pod in pods) + self._vanished(key, job, pods)
+        failed = self._failures(key, job, pods)
         active = [pod for pod in pods if _is_active(pod)]
         status.setdefault("startTime", _now())
         wake: float | None = None
@@ -745,20 +745,29 @@ class Controllers:
         self._write_status(r.JOBS, job, status)
         return wake
 
-    def _vanished(self, key: Key, job: JsonObject, pods: list[JsonObject]) -> int:
-        """How many of the Job's pods were deleted by others before they succeeded."""
+    def _failures(self, key: Key, job: JsonObject, pods: list[JsonObject]) -> int:
+        """The Job's failed pods: those Failed, and those deleted (terminating, or gone
+        already) before they succeeded, except the ones it deleted itself on suspend."""
         uid = job["metadata"]["uid"]
-        known_uid, phases, lost = self._job_pods.get(key, (uid, {}, set()))
+        known_uid, before, lost = self._job_pods.get(key, (uid, {}, set()))
         if known_uid != uid:  # a new Job of the same name
-            phases, lost = {}, set()
-        present = {pod["metadata"]["uid"]: _phase(pod) for pod in pods}
-        for pod_uid, phase in phases.items():
-            if pod_uid not in present and phase != "Succeeded":
-                if pod_uid not in self._job_deletes:
-                    lost.add(pod_uid)
-                self._job_deletes.discard(pod_uid)
-        self._job_pods[key] = (uid, present, lost)
-        return len(lost)
+            before, lost = {}, set()
+        now = {pod["metadata"]["uid"]: _phase(pod) for pod in pods}
+        for pod_uid in before.keys() - now.keys():
+            if before[pod_uid] != "Succeeded" and pod_uid not in self._job_deletes:
+                lost.add(pod_uid)
+            self._job_deletes.discard(pod_uid)
+        self._job_pods[key] = (uid, now, lost)
+        failing = [
+            pod
+            for pod in pods
+            if pod["metadata"]["uid"] not in self._job_deletes
+            and (
+                _phase(pod) == "Failed"
+                or (pod["metadata"].get("deletionTimestamp") and _phase(pod) != "Succeeded")
+            )
+        ]
+        return len(failing) + len(lost)
 
     # -- CronJob --
 

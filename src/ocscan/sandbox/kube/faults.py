@@ -9,6 +9,7 @@ drawn from a seeded generator, so a failing test replays exactly::
     emulator.faults.delay(0.2, verb="get", probability=0.5)               # seeded coin
     emulator.faults.hang(verb="create", resource="pods", times=1)         # until client gives up
     emulator.faults.drop_watches(resource="pods", after_events=3)         # cut the stream
+    emulator.faults.lose_answer(verb="create", resource="jobs", times=1)  # done, unanswered
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FaultKind(StrEnum):
     DELAY = "delay"
     HANG = "hang"
     DROP_WATCH = "drop_watch"
+    LOSE_ANSWER = "lose_answer"
 
 
 _REASONS = {
@@ -80,6 +82,7 @@ class Effects:
     delay: float = 0.0
     hang: float | None = None
     drop_watch_after: int | None = None
+    lose_answer: bool = False
 
 
 class FaultInjector:
@@ -192,6 +195,21 @@ class FaultInjector:
             )
         )
 
+    def lose_answer(
+        self,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        times: int | None = None,
+        probability: float = 1.0,
+    ) -> FaultRule:
+        """Carry out matching requests, then cut the connection instead of answering: the
+        client cannot tell whether its request took effect."""
+        return self.add(
+            FaultRule(FaultKind.LOSE_ANSWER, verb, resource, namespace, times, probability)
+        )
+
     def remove(self, rule: FaultRule) -> None:
         """Deactivate ``rule``."""
         with self._lock:
@@ -214,6 +232,7 @@ class FaultInjector:
         delay = 0.0
         hang: float | None = None
         drop: int | None = None
+        lose = False
         with self._lock:
             for rule in list(self._rules):
                 if not rule.matches(info):
@@ -233,4 +252,6 @@ class FaultInjector:
                     hang = rule.seconds
                 elif rule.kind is FaultKind.DROP_WATCH and drop is None:
                     drop = rule.after_events
-        return Effects(error, delay, hang, drop)
+                elif rule.kind is FaultKind.LOSE_ANSWER:
+                    lose = True
+        return Effects(error, delay, hang, drop, lose)

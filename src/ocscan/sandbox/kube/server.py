@@ -14,6 +14,7 @@ the request log.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import select
@@ -325,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.emulator.rbac.authorize(identity, _attributes(info))
             effects = self.emulator.faults.check(info)
             self._apply_faults(effects)
+            if effects.lose_answer:
+                self._route_unanswered(method, info, query, body, identity, effects)
             code = self._route(method, info, query, body, identity, effects)
         except ApiError as error:
             code = error.code
@@ -343,6 +346,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(500, failure.status())
         finally:
             record(code)
+
+    def _route_unanswered(
+        self,
+        method: str,
+        info: RequestInfo,
+        query: dict[str, str],
+        body: bytes,
+        identity: Identity,
+        effects: Effects,
+    ) -> None:
+        """Carry out the request, discard its answer and cut the connection (logged as 0)."""
+        wfile, self.wfile = self.wfile, io.BytesIO()
+        record, self._record = self._record, lambda code: None
+        try:
+            self._route(method, info, query, body, identity, effects)
+        except ApiError:
+            pass  # refused: nothing took effect, but the client is not told either
+        finally:
+            self.wfile, self._record = wfile, record
+        self.close_connection = True
+        raise _Dropped
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

@@ -588,10 +588,15 @@ class ObjectStore:
 
         With finalizers (or Foreground/Orphan propagation) the object stays, marked with
         ``deletionTimestamp``, until the last finalizer is removed. ``uid`` and
-        ``resource_version`` are preconditions (409 Conflict when they differ).
+        ``resource_version`` are preconditions (409 Conflict when they differ). Without a
+        ``propagation``, Jobs orphan their pods and everything else is Background, as in
+        the API server.
         Dependents (by ownerReference uid) are garbage-collected before this returns.
         """
-        policy = Propagation(propagation) if propagation else Propagation.BACKGROUND
+        if propagation:
+            policy = Propagation(propagation)
+        else:  # the API's defaults: batch/v1 Jobs orphan their pods (strategy.go)
+            policy = Propagation.ORPHAN if rtype == r.JOBS else Propagation.BACKGROUND
         with self._lock:
             current = self._current(rtype, namespace, name)
             meta = current["metadata"]
