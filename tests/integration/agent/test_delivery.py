@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -232,14 +233,18 @@ async def test_a_namespace_that_was_not_fully_scanned_resolves_nothing(
     assert f"{other}/Deployment/legacy" in message["value"] and "auth" in message["value"]
 
 
-def report_document(namespace: str) -> dict[str, Any]:
-    """A valid VulnerabilityReport of a clean container ``app`` of Deployment ``web``."""
+def report_of(namespace: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    """A VulnerabilityReport of a clean container ``app`` of workload ``kind/name``."""
     workload = WorkloadReport(
-        namespace=namespace, kind="Deployment", name="web", api_version="apps/v1", uid="uid-1",
+        namespace=namespace, kind=kind, name=name, api_version="apps/v1", uid=uid,
         containers=[ContainerReport(name="app", image="registry.example/app:1", status=SCANNED)],
     )  # fmt: skip
     (document,) = workload_reports(workload, scanner_version="0.76.0", updated_at=datetime.now(UTC))
     return document
+
+
+def web_report(namespace: str) -> dict[str, Any]:
+    return report_of(namespace, "Deployment", "web", "uid-1")
 
 
 async def test_a_cluster_without_the_crd_is_named_as_the_reason(tmp_path: Path) -> None:
@@ -249,11 +254,15 @@ async def test_a_cluster_without_the_crd_is_named_as_the_reason(tmp_path: Path) 
             with pytest.raises(
                 ReportTypeMissingError, match="install its CustomResourceDefinition"
             ):
-                await write_reports(client, [report_document("default")], prune_namespaces=[])
+                await write_reports(
+                    client,
+                    [report_of("default", "Deployment", "web", "uid-1")],
+                    prune_namespaces=[],
+                )
             # With the CRD, a missing namespace is one report's error, not a missing type.
             kube.store.create(kube.store.registry.for_kind(*CRD_KEY), None, crd())
             summary = await write_reports(
-                client, [report_document("gone"), report_document("default")],
+                client, [web_report("gone"), web_report("default")],
                 prune_namespaces=["default"],
             )  # fmt: skip
         finally:
@@ -261,3 +270,76 @@ async def test_a_cluster_without_the_crd_is_named_as_the_reason(tmp_path: Path) 
     assert summary.written == 1
     (error,) = summary.errors
     assert error.startswith("gone/deployment-web-app: ") and "not found" in error
+
+
+@pytest.fixture
+def bare_cluster(tmp_path: Path) -> Iterator[tuple[KubeEmulator, Path]]:
+    """An emulator serving VulnerabilityReports, and an admin kubeconfig."""
+    with KubeEmulator() as kube:
+        kube.store.create(kube.store.registry.for_kind(*CRD_KEY), None, crd())
+        yield kube, kube.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+async def write(kubeconfig: Path, documents: list[dict[str, Any]]) -> Any:
+    client = make_client(kubeconfig)
+    try:
+        return await write_reports(client, documents, prune_namespaces=["default"])
+    finally:
+        await client.close()
+
+
+async def test_reports_that_exist_cost_one_replace_each_after_one_list(
+    bare_cluster: tuple[KubeEmulator, Path],
+) -> None:
+    kube, kubeconfig = bare_cluster
+    documents = [report_of("default", "Deployment", f"web-{i}", f"uid-{i}") for i in range(5)]
+    assert (await write(kubeconfig, documents)).written == 5  # created
+    start = len(kube.request_log.records())
+
+    summary = await write(kubeconfig, documents)
+
+    assert (summary.written, summary.pruned, summary.errors) == (5, 0, [])
+    calls = Counter(r.verb for r in kube.request_log.records()[start:])
+    assert calls == {"list": 1, "update": 5}
+
+
+async def test_a_report_changed_since_listed_is_read_again_and_replaced(
+    bare_cluster: tuple[KubeEmulator, Path],
+) -> None:
+    kube, kubeconfig = bare_cluster
+    document = report_of("default", "Deployment", "web", "uid-1")
+    await write(kubeconfig, [document])
+    kube.faults.fail(verb="update", resource="vulnerabilityreports", status=409, times=1)
+
+    summary = await write(kubeconfig, [document])
+
+    assert (summary.written, summary.errors) == (1, [])
+
+
+async def test_a_report_name_of_another_workload_or_tool_is_never_overwritten(
+    bare_cluster: tuple[KubeEmulator, Path],
+) -> None:
+    kube, kubeconfig = bare_cluster
+    ours = report_of("default", "Deployment", "web", "uid-1")
+    await write(kubeconfig, [ours])
+    theirs = report_of("default", "Deployment", "api", "uid-2")
+    foreign = {**theirs, "metadata": {**theirs["metadata"], "name": "deployment-api-app"}}
+    foreign["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "trivy-operator"}
+    rtype = kube.store.registry.for_kind("aquasecurity.github.io/v1alpha1", "VulnerabilityReport")
+    assert rtype is not None
+    kube.store.create(rtype, "default", foreign)
+    # Another workload whose report name would be the same as web's.
+    clash = {**ours, "metadata": {**ours["metadata"], "ownerReferences": [
+        {**ours["metadata"]["ownerReferences"][0], "name": "web2", "uid": "uid-9"}]}}  # fmt: skip
+
+    summary = await write(kubeconfig, [clash, theirs])
+
+    assert summary.written == 0
+    assert sorted(summary.errors) == [
+        "default/deployment-api-app: the name is taken by a report ocscan does not manage;"
+        " not overwritten",
+        "default/deployment-web-app: the name is taken by the report of Deployment web;"
+        " not overwritten",
+    ]
+    stored = kube.store.get(rtype, "default", "deployment-api-app")
+    assert stored["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "trivy-operator"}

@@ -3,6 +3,7 @@ kubeconfig, and ``ocscan scan`` run as the agent's service account."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -178,8 +179,18 @@ def vulnerability_reports(sandbox: Sandbox, namespace: str) -> dict[str, dict[st
     return {obj["metadata"]["name"]: obj for obj in store.list(rtype, namespace)}
 
 
-def plant_stale_report(sandbox: Sandbox, namespace: str = "batch") -> None:
-    """An ocscan report of a workload that no longer runs, for the cycle to prune."""
+MISSING_REPORT = ("shop", "deployment-api-app")  # deleted before each run: one to create
+
+
+def stage_reports(sandbox: Sandbox, namespace: str = "batch") -> None:
+    """Give the next cycle each kind of report write: an ocscan report of a workload that no
+    longer runs (to prune), one missing (to create), and the others there (to replace)."""
+    assert sandbox.kube is not None
+    store = sandbox.kube.store
+    rtype = store.registry.for_kind("aquasecurity.github.io/v1alpha1", "VulnerabilityReport")
+    assert rtype is not None
+    with contextlib.suppress(ApiError):
+        store.delete(rtype, *MISSING_REPORT)
     template = next(iter(vulnerability_reports(sandbox, namespace).values()))
     stale = {key: value for key, value in template.items() if key != "metadata"}
     stale["metadata"] = {

@@ -20,6 +20,7 @@ import yaml
 from rbac_support import (
     AGENT_NAMESPACE,
     AGENT_USER,
+    MISSING_REPORT,
     STALE_REPORT,
     Grant,
     ScanRun,
@@ -28,8 +29,8 @@ from rbac_support import (
     forbidden,
     grants_of,
     ocscan_scan,
-    plant_stale_report,
     source_grants,
+    stage_reports,
     statuses_of,
     vulnerability_reports,
     without,
@@ -112,7 +113,7 @@ CLI_CASES: dict[Grant, Refusal] = {
     # fails, saying why, and the exit status (5) tells a pipeline.
     **{
         Grant("ClusterRole", VR, "vulnerabilityreports", verb): Refusal(DELIVERY_FAILED, 5)
-        for verb in ("get", "list", "create", "update", "delete")
+        for verb in ("list", "create", "update", "delete")
     },
 }
 # The watch: run in-process. A Job's events are read only when it creates no pod.
@@ -136,7 +137,7 @@ def missing(
 ) -> Iterator[Grant]:
     """The role of the case's grant without it, restored (and leftovers removed) afterwards."""
     grant: Grant = request.param
-    plant_stale_report(sandbox)
+    stage_reports(sandbox)
     apply(sandbox, without(roles[grant.role_kind], grant))
     try:
         yield grant
@@ -162,7 +163,7 @@ def test_agent_with_exactly_the_rendered_rules_completes_a_full_cycle(
 ) -> None:
     assert sandbox.kube is not None
     log = sandbox.kube.request_log
-    plant_stale_report(sandbox)
+    stage_reports(sandbox)
     start = len(log.records())
 
     run = ocscan_scan(agent_kubeconfig, scan_config)
@@ -184,9 +185,10 @@ def test_agent_with_exactly_the_rendered_rules_completes_a_full_cycle(
     assert {"deployment-web-app", "deployment-api-app"} <= set(shop)
     batch = vulnerability_reports(sandbox, "batch")
     assert "cronjob-nightly-report-report" in batch and STALE_REPORT not in batch
-    # (create meets the admin run's reports: 409, then get and update replace them)
+    # One list per namespace; then a replace per report there, a create for the missing one.
     reports = {r.verb for r in requests if r.resource == "vulnerabilityreports"}
-    assert reports == {"create", "get", "update", "list", "delete"}
+    assert reports == {"create", "update", "list", "delete"}
+    assert set(vulnerability_reports(sandbox, MISSING_REPORT[0])) >= {MISSING_REPORT[1]}
     assert sum(r.resource == "events" and r.code == 201 for r in requests) >= 2
     assert managed_objects(sandbox) == []
 

@@ -68,7 +68,7 @@ def rules(obj: dict[str, Any]) -> dict[str, set[str]]:
     return granted
 
 
-REPORT_VERBS = {"get", "list", "create", "update", "delete"}  # upsert and prune
+REPORT_VERBS = {"list", "create", "update", "delete"}  # list, write, prune
 
 
 def test_cluster_role_lists_workloads_and_gets_secrets_without_listing() -> None:
