@@ -13,7 +13,7 @@ from lightkube import ApiError, AsyncClient
 from lightkube.models.core_v1 import Container, PodSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret
 
 from ocscan.sandbox.kube.server import KubeEmulator
 
@@ -148,6 +148,47 @@ async def test_secret_string_data_is_merged_and_never_returned(
     with admin_http(kube) as http:
         raw = http.get("/api/v1/namespaces/default/secrets/creds").json()
     assert "stringData" not in raw
+
+
+def _event(name: str, involved_namespace: str | None, **fields: str) -> Event:
+    return Event.from_dict(
+        {
+            "metadata": {"name": name},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": involved_namespace},
+            "reason": "Tested",
+            "message": "a test event",
+            **fields,
+        }
+    )
+
+
+async def test_an_event_about_an_object_in_another_namespace_is_invalid(
+    client: AsyncClient,
+) -> None:
+    with pytest.raises(ApiError) as invalid:
+        await client.create(_event("elsewhere", "team-a"), namespace="default")
+    status = invalid.value.status
+    assert (status.code, status.reason) == (422, "Invalid")
+    assert status.message == (
+        'Event "elsewhere" is invalid: involvedObject.namespace: '
+        'Invalid value: "team-a": does not match event.namespace'
+    )
+    assert [cause.field for cause in status.details.causes] == ["involvedObject.namespace"]
+    # An empty one (a cluster-scoped object) only goes to "default"...
+    await client.create(_event("cluster-scoped", None), namespace="default")
+    with pytest.raises(ApiError) as empty:
+        await client.create(_event("cluster-scoped", None), namespace="kube-system")
+    assert 'Invalid value: "": does not match event.namespace' in empty.value.status.message
+    # ...or, for an Event with eventTime, also to kube-system; a mismatch is not checked then.
+    new_style = {
+        "eventTime": "2024-01-01T00:00:00.000000Z",
+        "action": "Test",
+        "reportingComponent": "tester",
+        "reportingInstance": "tester-1",
+    }
+    await client.create(_event("new-style", None, **new_style), namespace="kube-system")
+    await client.create(_event("new-mismatch", "team-a", **new_style), namespace="default")
+    await client.create(_event("same", "default"), namespace="default")
 
 
 async def test_invalid_objects_get_422_with_field_paths(

@@ -385,6 +385,61 @@ async def test_logs_follow_streams_while_the_container_runs(
     assert arrivals[1][0] - arrivals[0][0] > 0.3, "lines arrived only at the end"
 
 
+LOG_MAX_SIZE = 64 * 1024
+# One `seq -f 'line %05g'` line as a record of a CRI log file.
+SEQ_RECORD = len("2006-01-02T15:04:05.000000000Z stdout F line 00000\n")
+
+
+@pytest.fixture
+def small_logs_cluster(kube: KubeEmulator, tmp_path: Path) -> Iterator[SandboxCluster]:
+    config = runner_config(tmp_path, container_log_max_size=LOG_MAX_SIZE)
+    with SandboxCluster(kube.store, config) as running:
+        yield running
+
+
+def seq_lines(first: int, stop: int) -> list[str]:
+    return [f"line {number:05d}\n" for number in range(first, stop)]
+
+
+def current_file_start(count: int) -> int:
+    """The first of ``count`` seq lines left in the current file after the last rotation."""
+    per_file = -(-LOG_MAX_SIZE // SEQ_RECORD)  # the record that reaches the size rotates
+    return count // per_file * per_file
+
+
+async def test_logs_serve_only_the_current_file_after_a_rotation(
+    small_logs_cluster: SandboxCluster, client: AsyncClient
+) -> None:
+    count = 3000  # about 2.3 times the rotation size
+    await client.create(runner_pod("chatty", f"seq -f 'line %05g' 0 {count - 1}"))
+    assert (await finished(client, "chatty"))["phase"] == "Succeeded"
+    served = await logs(client, "chatty")
+    start = current_file_start(count)
+    assert 0 < start < count
+    assert served.splitlines(keepends=True) == seq_lines(start, count)
+
+
+async def test_logs_follow_keeps_streaming_across_a_rotation(
+    small_logs_cluster: SandboxCluster, client: AsyncClient, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    count = 3000
+    script = (
+        f"echo ready; while [ ! -e {go} ]; do sleep 0.05; done; seq -f 'line %05g' 0 {count - 1}"
+    )
+    await client.create(runner_pod("streamer", script))
+    await eventually(lambda: pod_status(client, "streamer"), lambda s: s.get("phase") == "Running")
+    followed = []
+    async for line in client.log("streamer", namespace=NS, follow=True):
+        followed.append(line)
+        if line == "ready\n":
+            go.touch()  # write the burst only once the follow stream is open
+    assert followed == ["ready\n", *seq_lines(0, count)]
+    current = (await logs(client, "streamer")).splitlines(keepends=True)
+    assert 0 < len(current) < count  # rotated: a plain read has only the tail
+    assert followed[-len(current) :] == current
+
+
 async def test_deletion_stops_the_process_then_removes_the_pod(
     cluster: SandboxCluster, client: AsyncClient
 ) -> None:

@@ -193,11 +193,45 @@ def test_tail_for_termination_messages() -> None:
     assert log.tail(max_lines=80, max_bytes=10) == "8\nline 99\n"
 
 
-def test_log_drops_oldest_lines_past_its_bound() -> None:
-    log = ContainerLog(max_bytes=20)
-    for number in range(10):
+# "line N\n" as one record of a CRI log file.
+RECORD = len("2006-01-02T15:04:05.000000000Z stdout F line 0\n")
+
+
+def test_log_rotates_at_its_size_and_reads_only_the_current_file() -> None:
+    log = ContainerLog(max_size=3 * RECORD, max_files=2)
+    for number in range(8):
         log.append("stdout", f"line {number}\n".encode())
-    assert log.text() == "line 8\nline 9\n"
+    # Files: [0 1 2] [3 4 5] [6 7]; the write that fills a file rotates it.
+    assert log.text() == "line 6\nline 7\n"
+    assert log.tail(max_lines=80, max_bytes=2048) == "line 6\nline 7\n"
+    log.append("stdout", b"line 8\n")
+    assert log.text() == ""
+
+
+def test_partial_lines_count_their_cri_newline() -> None:
+    log = ContainerLog(max_size=2 * RECORD)
+    log.append("stdout", b"line 0")  # a partial record: the CRI file adds its newline
+    log.append("stderr", b"line 1\n")
+    log.append("stdout", b"line 2\n")
+    assert log.text() == "line 2\n"
+
+
+def test_follow_starts_at_the_current_file_and_continues_across_rotations() -> None:
+    log = ContainerLog(max_size=3 * RECORD)
+    for number in range(4):
+        log.append("stdout", f"line {number}\n".encode())
+    follower = log.follow(poll=0.01)
+    assert next(follower).data == b"line 3\n"
+    for number in range(4, 10):
+        log.append("stdout", f"line {number}\n".encode())
+    log.close()
+    assert [line.data for line in follower] == [f"line {n}\n".encode() for n in range(4, 10)]
+    assert log.text() == "line 9\n"
+
+
+def test_log_needs_two_files_like_the_kubelet() -> None:
+    with pytest.raises(ValueError, match="invalid MaxFiles 1, must be > 1"):
+        ContainerLog(max_files=1)
 
 
 def test_on_exit_is_called_with_the_status(tmp_path: Path) -> None:

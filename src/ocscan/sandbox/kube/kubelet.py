@@ -53,6 +53,8 @@ from ocscan.sandbox.kube.events import NORMAL, WARNING, record_event
 from ocscan.sandbox.kube.imagepull import ImagePuller, ImagePullError, PulledImage
 from ocscan.sandbox.kube.jsondata import JsonObject
 from ocscan.sandbox.kube.runtime import (
+    LOG_MAX_FILES,
+    LOG_MAX_SIZE,
     ContainerLog,
     ContainerProcess,
     ExitStatus,
@@ -120,7 +122,9 @@ class KubeletConfig:
     jittered by a factor in [1, 1.5): how long a container stays in
     ``CreateContainerConfigError`` before its env is built again. ``resync``: how often pods
     waiting for a volume source are looked at again (besides when a Secret or ConfigMap
-    changes).
+    changes). ``container_log_max_size`` and ``container_log_max_files``: the kubelet's
+    ``containerLogMaxSize`` (bytes) and ``containerLogMaxFiles``; a container's log is rotated
+    at that size and ``pods/log`` serves only the current file (see :class:`ContainerLog`).
     Pulled images stay on the node: a container whose ``imagePullPolicy`` is
     ``IfNotPresent`` (the default unless the tag is ``latest``) reuses them without
     credentials, exactly the case where a broken pull secret goes unnoticed.
@@ -134,6 +138,8 @@ class KubeletConfig:
     backoff: float = 10.0
     config_error_backoff: float = 10.0
     resync: float = 2.0
+    container_log_max_size: int = LOG_MAX_SIZE
+    container_log_max_files: int = LOG_MAX_FILES
     allocatable: Mapping[str, str] = field(
         default_factory=lambda: {"cpu": "4", "memory": "8Gi", "pods": "110"}
     )
@@ -291,7 +297,8 @@ class Kubelet:
     def logs(
         self, namespace: str, name: str, container: str | None, follow: bool
     ) -> Iterator[bytes]:
-        """The log of one container (``follow``: until that container instance ends)."""
+        """The current log file of one container (``follow``: then its new output, across
+        rotations, until that container instance ends)."""
         pod = self.store.get(r.PODS, namespace, name)
         names = [c["name"] for c in pod["spec"].get("containers", [])]
         init_names = [c["name"] for c in pod["spec"].get("initContainers") or []]
@@ -650,7 +657,7 @@ class Kubelet:
         record.retry_at = 0.0
         if record.log is not None:
             record.previous_log = record.log
-        record.log = ContainerLog()
+        record.log = self._new_log()
         record.container_id = "containerd://" + secrets.token_hex(32)
         key = _key(pod)
         try:
@@ -670,10 +677,13 @@ class Kubelet:
         self._event(pod, NORMAL, "Started", f"Started container {record.name}")
         return None
 
+    def _new_log(self) -> ContainerLog:
+        return ContainerLog(self.config.container_log_max_size, self.config.container_log_max_files)
+
     def _start_simulated(self, pod: JsonObject, record: _Container) -> None:
         record.container_id = "containerd://" + secrets.token_hex(32)
         record.started_at = datetime.now(UTC)
-        record.log = ContainerLog()
+        record.log = self._new_log()
         if record.init:
             record.finished_at = record.started_at
             record.log.close()

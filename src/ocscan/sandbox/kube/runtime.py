@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import selectors
 import shutil
@@ -46,8 +47,11 @@ Stream = Literal["stdout", "stderr"]
 MEMORY_SAMPLE_INTERVAL = 0.1
 #: Longest line kept in one log record; longer output is split into several, like the CRI.
 MAX_LOG_LINE = 16 * 1024
-#: Per-container log bound; the oldest lines are dropped past it (the kubelet rotates).
-MAX_LOG_BYTES = 50 * 1024 * 1024
+#: The kubelet's defaults for ``containerLogMaxSize`` (10Mi) and ``containerLogMaxFiles``.
+LOG_MAX_SIZE = 10 * 1024 * 1024
+LOG_MAX_FILES = 5
+#: What the CRI log format adds to each record on disk: ``<RFC 3339 time> <stream> <P|F> ``.
+CRI_RECORD_OVERHEAD = len("2006-01-02T15:04:05.000000000Z stdout F ")
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _SIGTERM_MASK = 1 << (signal.SIGTERM - 1)
@@ -83,18 +87,42 @@ class LogLine:
         stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{stamp}.{nanos:09d}Z"
 
+    @property
+    def disk_size(self) -> int:
+        """The record's size in a CRI log file (a partial line gets its own newline there)."""
+        newline = 0 if self.data.endswith(b"\n") else 1
+        return CRI_RECORD_OVERHEAD + len(self.data) + newline
+
 
 class ContainerLog:
-    """The log of one container instance: stdout and stderr interleaved in arrival order.
+    """The log of one container instance: stdout and stderr interleaved in arrival order,
+    rotated like the kubelet rotates a container's CRI log file.
+
+    Records go to the current file. Once it reaches ``max_size`` bytes (counted as the CRI
+    format stores them, see :attr:`LogLine.disk_size`) it is rotated: later records start a
+    new current file, and only the newest ``max_files - 1`` rotated files are kept.
+    :meth:`lines`, :meth:`text` and :meth:`tail` see only the current file, as ``kubectl
+    logs`` (without ``--previous``) does; :meth:`follow` starts at the current file and keeps
+    streaming across rotations.
+
+    The real kubelet looks at the sizes every 10 s (``containerLogMonitorInterval``), and only
+    of running containers: a real file overshoots ``max_size`` by what the container writes
+    until the next look, and one that exits before it is never rotated. Here the write that
+    reaches ``max_size`` rotates at once, so losing the beginning of a long output is
+    deterministic instead of a matter of timing.
 
     Thread-safe; writers append, readers take a snapshot or follow until the log closes.
     """
 
-    def __init__(self, max_bytes: int = MAX_LOG_BYTES) -> None:
+    def __init__(self, max_size: int = LOG_MAX_SIZE, max_files: int = LOG_MAX_FILES) -> None:
+        if max_files <= 1:
+            raise ValueError(f"invalid MaxFiles {max_files}, must be > 1")  # the kubelet's words
         self._lines: deque[LogLine] = deque()
-        self._dropped = 0  # lines dropped from the front, so follow positions stay valid
-        self._size = 0
-        self._max_bytes = max_bytes
+        self._dropped = 0  # records dropped from the front, so follow positions stay valid
+        self._files: deque[int] = deque([0])  # absolute index of each kept file's first record
+        self._current_size = 0
+        self._max_size = max_size
+        self._max_files = max_files
         self._closed = False
         self._changed = threading.Condition()
 
@@ -105,11 +133,20 @@ class ContainerLog:
         line = LogLine(time.time_ns(), stream, data)
         with self._changed:
             self._lines.append(line)
-            self._size += len(data)
-            while self._size > self._max_bytes and len(self._lines) > 1:
-                self._size -= len(self._lines.popleft().data)
-                self._dropped += 1
+            self._current_size += line.disk_size
+            if self._current_size >= self._max_size:
+                self._rotate()
             self._changed.notify_all()
+
+    def _rotate(self) -> None:
+        """Start a new current file; drop the oldest files past ``max_files``."""
+        self._files.append(self._dropped + len(self._lines))
+        self._current_size = 0
+        while len(self._files) > self._max_files:
+            self._files.popleft()
+            while self._dropped < self._files[0]:
+                self._lines.popleft()
+                self._dropped += 1
 
     def close(self) -> None:
         """No more output will come: followers finish."""
@@ -123,12 +160,13 @@ class ContainerLog:
             return self._closed
 
     def lines(self) -> list[LogLine]:
-        """A snapshot of every record kept so far."""
+        """A snapshot of the current file's records."""
         with self._changed:
-            return list(self._lines)
+            return list(itertools.islice(self._lines, self._files[-1] - self._dropped, None))
 
     def follow(self, stop: threading.Event | None = None, poll: float = 0.2) -> Iterator[LogLine]:
-        """Every record, then new ones as they arrive, until the log closes or ``stop`` is set."""
+        """The current file's records, then new ones as they arrive (across rotations), until
+        the log closes or ``stop`` is set."""
         for batch in self._batches(stop, poll):
             yield from batch
 
@@ -141,11 +179,12 @@ class ContainerLog:
             yield b"".join(line.data for line in batch)
 
     def _batches(self, stop: threading.Event | None, poll: float) -> Iterator[list[LogLine]]:
-        position = 0  # absolute index of the next record to hand out
+        with self._changed:
+            position = self._files[-1]  # absolute index of the next record to hand out
         while stop is None or not stop.is_set():
             with self._changed:
                 start = max(position - self._dropped, 0)
-                batch = list(self._lines)[start:]
+                batch = list(itertools.islice(self._lines, start, None))
                 position = self._dropped + len(self._lines)
                 if not batch:
                     if self._closed:
@@ -154,11 +193,12 @@ class ContainerLog:
             yield batch
 
     def text(self) -> str:
-        """Everything kept, decoded leniently."""
+        """The current file, decoded leniently."""
         return b"".join(line.data for line in self.lines()).decode(errors="replace")
 
     def tail(self, max_lines: int, max_bytes: int) -> str:
-        """The last ``max_lines`` lines, at most ``max_bytes`` (for termination messages)."""
+        """The current file's last ``max_lines`` lines, at most ``max_bytes`` (for
+        termination messages)."""
         data = b"".join(line.data for line in self.lines())
         tail = b"\n".join(data.splitlines()[-max_lines:])
         if data.endswith(b"\n") and tail:

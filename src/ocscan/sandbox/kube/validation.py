@@ -7,7 +7,8 @@ Three steps, in the API server's order:
 * the object is checked against the Kubernetes OpenAPI schema shipped by
   ``kubernetes-validate`` (or a CRD's ``openAPIV3Schema``);
 * a few semantic rules the schema cannot express (names, labels, pod containers need an
-  image, workload selectors must match their template, docker config secrets...).
+  image, workload selectors must match their template, docker config secrets, an Event's
+  namespace must match its involved object's...).
 
 A failed check is a list of causes ``(reason, field, message)`` for a 422 Invalid.
 """
@@ -350,6 +351,8 @@ def semantic_causes(rtype: ResourceType, obj: JsonObject) -> list[Cause]:
         return causes
     if rtype == r.SECRETS:
         return _secret_causes(obj)
+    if rtype == r.EVENTS:
+        return _event_causes(obj)
     return []
 
 
@@ -447,3 +450,26 @@ def _secret_causes(obj: JsonObject) -> list[Cause]:
                     )
                 )
     return causes
+
+
+def _event_causes(obj: JsonObject) -> list[Cause]:
+    """The API server's rule tying ``involvedObject.namespace`` to the Event's namespace."""
+    namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+    involved = str((obj.get("involvedObject") or {}).get("namespace") or "")
+    if obj.get("eventTime"):
+        # A "new" Event is only checked for an empty one, allowed from default and kube-system.
+        matches = bool(involved) or namespace in ("default", "kube-system")
+    elif involved:
+        matches = involved == namespace
+    else:
+        # A cluster-scoped object: its Events go to "default", for old clients.
+        matches = namespace in ("", "default")
+    if matches:
+        return []
+    return [
+        (
+            "FieldValueInvalid",
+            "involvedObject.namespace",
+            f'Invalid value: "{involved}": does not match event.namespace',
+        )
+    ]
