@@ -86,6 +86,13 @@ class ScannerConfig(_Strict):
         description="Largest Trivy JSON report accepted;"
         " above it the scan fails with report_too_large.",
     )
+    log_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=4096,
+        description="The kubelet's containerLogMaxSize on the nodes scanner pods run on"
+        " (10Mi unless changed): a report whose log would not fit one log file fails as"
+        " report_too_large instead of being cut by the log rotation.",
+    )
     keep_failed_pods: bool = Field(
         False,
         description="Keep the Jobs and pods of failed scans for debugging"

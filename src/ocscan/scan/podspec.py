@@ -65,6 +65,7 @@ def scanner_job(
     env: list[dict[str, Any]] = [
         {"name": "OCSCAN_SCRATCH", "value": SCRATCH_PATH},
         {"name": "OCSCAN_REPORT_CAP", "value": str(config.report_cap_bytes)},
+        {"name": "OCSCAN_LOG_MAX", "value": str(config.log_max_bytes)},
         {"name": "HOME", "value": f"{SCRATCH_PATH}/home"},
         {"name": "TMPDIR", "value": SCRATCH_PATH},
         {"name": "TRIVY_CACHE_DIR", "value": f"{SCRATCH_PATH}/cache"},

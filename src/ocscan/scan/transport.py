@@ -1,10 +1,11 @@
 """Getting a scanner pod's report back through its log, intact.
 
-The kubelet rotates container logs at 10 MiB, and Trivy's JSON for a big image can pass that.
-So the scanner compresses the report, frames it with its length and SHA-256, and prints it as
-base64 lines; the agent finds the frame, checks both and decompresses. The frame travels
-after Trivy's own messages, which stay readable in the log for humans and for error
-classification.
+The kubelet rotates container logs at ``containerLogMaxSize`` (10 MiB unless changed), and
+``kubectl logs`` (like the API) serves only the current file. So the scanner compresses the
+report, frames it with its length and SHA-256, and prints it as base64 lines; the agent finds
+the frame, checks both and decompresses. The frame travels after Trivy's own messages, which
+stay readable in the log for humans and for error classification. A report whose log would
+not fit one log file is refused (``report_too_large``) rather than cut by a rotation.
 """
 
 from __future__ import annotations
@@ -21,18 +22,24 @@ from ocscan.errors import OcscanError
 FRAME_BEGIN = "ocscan-report-begin"
 FRAME_END = "ocscan-report-end"
 DEFAULT_REPORT_CAP = 64 * 1024 * 1024  # decompressed JSON bytes
-# Stay clear of the kubelet's default 10 MiB rotation for the framed (base64) text.
-MAX_FRAME_BYTES = 9 * 1024 * 1024
+DEFAULT_LOG_MAX = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
+# What the CRI log format adds to each line on disk: "<RFC 3339 nano time> <stream> <F|P> ",
+# plus its newline; base64 prints 76 characters a line.
+_LINE_OVERHEAD = len("2006-01-02T15:04:05.000000000Z stdout F ") + 1
+_BASE64_LINE = 76
 
 # POSIX sh, so it runs in the official Trivy image (busybox) and on any Linux host.
-# Trivy writes JSON to a scratch file (TRIVY_OUTPUT, as its argv ends with `-- IMAGE`);
-# on success the file is framed onto stdout.
-# Every path comes from the environment so the pod spec stays the single source of truth.
+# Trivy writes JSON to a scratch file (TRIVY_OUTPUT, as its argv ends with `-- IMAGE`); its
+# messages go to stderr as they come and to a file (tee), to count what they take in the
+# log. On success the report is framed onto stdout, if the whole log fits one log file.
+# Every path and limit comes from the environment so the pod spec stays the single source.
 SCANNER_SCRIPT = f"""\
 set -u
 report="$OCSCAN_SCRATCH/report.json"
-TRIVY_OUTPUT="$report" "$@"
-status=$?
+messages="$OCSCAN_SCRATCH/messages.log"
+{{ {{ TRIVY_OUTPUT="$report" "$@"; echo "$?" > "$OCSCAN_SCRATCH/status"; }} 2>&1 1>&3 \
+  | tee "$messages" >&2; }} 3>&1
+status=$(cat "$OCSCAN_SCRATCH/status")
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 size=$(wc -c < "$report" | tr -d ' ')
 if [ "$size" -gt "$OCSCAN_REPORT_CAP" ]; then
@@ -42,9 +49,12 @@ fi
 sum=$(sha256sum "$report" | cut -d ' ' -f 1)
 gzip -c "$report" > "$report.gz"
 framed=$(( ($(wc -c < "$report.gz" | tr -d ' ') + 2) / 3 * 4 ))
-if [ "$framed" -gt {MAX_FRAME_BYTES} ]; then
-  echo "report_too_large: the compressed report ($framed bytes framed) would not" \
-       "survive the kubelet's log rotation" >&2
+logged=$(( $(wc -c < "$messages") + ($(wc -l < "$messages") + 1) * {_LINE_OVERHEAD} \
+  + framed + (framed / {_BASE64_LINE} + 3) * {_LINE_OVERHEAD} + 256 ))
+if [ "$logged" -ge "$OCSCAN_LOG_MAX" ]; then
+  echo "report_too_large: the framed report would take the log to $logged bytes, past" \
+       "one log file of $OCSCAN_LOG_MAX bytes (the kubelet's containerLogMaxSize," \
+       "scanner.log_max_bytes), where the kubelet's rotation would cut it" >&2
   exit 65
 fi
 echo "{FRAME_BEGIN} sha256=$sum bytes=$size"

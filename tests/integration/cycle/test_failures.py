@@ -52,6 +52,22 @@ def test_a_report_above_the_cap_is_report_too_large(
     assert "above the cap of 1024" in entry.error.message  # type: ignore[attr-defined]
 
 
+def test_a_report_the_log_rotation_would_cut_is_report_too_large(
+    sandbox: Sandbox, scratch_namespace: str
+) -> None:
+    """With the kubelet's log file size in the config, the scanner refuses a report whose
+    log would not fit one file, rather than leave a frame the rotation cuts."""
+    kubelet = sandbox.cluster.kubelet.config
+    rotation, kubelet.container_log_max_size = kubelet.container_log_max_size, 4096
+    try:
+        image = sandbox.image(SAMPLE_APP.repository).reference
+        entry = scan_one(sandbox, scratch_namespace, image, log_max_bytes=4096)
+    finally:
+        kubelet.container_log_max_size = rotation
+    assert entry.status == "report_too_large"  # type: ignore[attr-defined]
+    assert "containerLogMaxSize" in entry.error.message  # type: ignore[attr-defined]
+
+
 def test_an_image_tag_that_does_not_exist_is_not_found(
     sandbox: Sandbox, scratch_namespace: str
 ) -> None:

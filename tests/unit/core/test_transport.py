@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ocscan.sandbox.kube.runtime import CRI_RECORD_OVERHEAD
 from ocscan.scan.transport import (
+    DEFAULT_LOG_MAX,
     REPORT_TOO_LARGE_EXIT,
     SCANNER_SCRIPT,
     TransportError,
@@ -66,6 +68,7 @@ def _run_script(tmp_path: Path, cap: int, payload: str) -> subprocess.CompletedP
         "PATH": os.environ["PATH"],
         "OCSCAN_SCRATCH": str(tmp_path),
         "OCSCAN_REPORT_CAP": str(cap),
+        "OCSCAN_LOG_MAX": str(DEFAULT_LOG_MAX),
     }
     sh = shutil.which("sh") or "/bin/sh"
     return subprocess.run(
@@ -90,17 +93,52 @@ def test_script_refuses_a_report_above_the_cap(tmp_path: Path) -> None:
     assert "ocscan-report-begin" not in done.stdout
 
 
-def test_script_refuses_a_frame_that_log_rotation_would_cut(tmp_path: Path) -> None:
-    # Incompressible: 12 MB of random bytes frame to about 16 MB of base64.
+def _script_log(
+    tmp_path: Path, report_bytes: int, messages: int, log_max: int
+) -> tuple[subprocess.CompletedProcess[bytes], int]:
+    """Run the script over a fake Trivy writing ``report_bytes`` of random report and
+    ``messages`` lines of stderr; the run, and what its output takes in a CRI log file."""
     fake = tmp_path / "fake-trivy"
-    fake.write_text('#!/bin/sh\nhead -c 12000000 /dev/urandom > "$TRIVY_OUTPUT"\n')
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'head -c {report_bytes} /dev/urandom > "$TRIVY_OUTPUT"\n'  # incompressible
+        f'i=0; while [ $i -lt {messages} ]; do echo "INFO message $i" >&2; i=$((i+1)); done\n'
+    )
     fake.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "OCSCAN_SCRATCH": str(tmp_path),
-           "OCSCAN_REPORT_CAP": str(64 * 1024 * 1024)}  # fmt: skip
+           "OCSCAN_REPORT_CAP": str(64 * 1024 * 1024), "OCSCAN_LOG_MAX": str(log_max)}  # fmt: skip
     done = subprocess.run(
         ["sh", "-c", SCANNER_SCRIPT, "ocscan-scanner", str(fake)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env, capture_output=True, check=False,
     )  # fmt: skip
-    assert done.returncode == REPORT_TOO_LARGE_EXIT
-    assert "log rotation" in done.stderr
-    assert "ocscan-report-begin" not in done.stdout
+    lines = done.stdout.splitlines() + done.stderr.splitlines()
+    on_disk = sum(len(line) + CRI_RECORD_OVERHEAD + 1 for line in lines)
+    return done, on_disk
+
+
+def _on_disk(text: bytes) -> int:
+    return sum(len(line) + CRI_RECORD_OVERHEAD + 1 for line in text.splitlines())
+
+
+@pytest.mark.parametrize("messages", [0, 1000])
+def test_a_report_is_framed_only_when_the_whole_log_fits_one_log_file(
+    tmp_path: Path, messages: int
+) -> None:
+    """Whatever the script frames fits (no rotation can cut it); what it refuses would not
+    have fitted with more than 2 % to spare; Trivy's messages stay in the log either way."""
+    log_max = 256 * 1024
+    outcomes = set()
+    for report_bytes in range(40 * 1024, 200 * 1024, 6 * 1024):
+        done, on_disk = _script_log(tmp_path, report_bytes, messages, log_max)
+        assert done.stderr.count(b"INFO message") == messages
+        if done.returncode == 0:
+            assert on_disk < log_max
+            unframe_report(done.stdout.decode())
+        else:
+            assert done.returncode == REPORT_TOO_LARGE_EXIT, done.stderr[-300:]
+            assert b"containerLogMaxSize" in done.stderr
+            assert b"ocscan-report-begin" not in done.stdout
+            would_be = on_disk + _on_disk(frame_report(os.urandom(report_bytes)).encode())
+            assert would_be > log_max * 0.98
+        outcomes.add(done.returncode)
+    assert outcomes == {0, REPORT_TOO_LARGE_EXIT}  # the range crosses the limit
