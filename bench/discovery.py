@@ -23,6 +23,8 @@ from ocscan.sandbox.kube.server import KubeEmulator
 
 # What discovery lists in every target namespace (or once, cluster-wide).
 LISTED_KINDS = ("pods", "replicasets", "jobs", "serviceaccounts")
+# What it lists once per cycle whatever the scope: Nodes (one page: up to 500 nodes).
+CLUSTER_LISTS = ("nodes",)
 
 
 @dataclass
@@ -39,8 +41,9 @@ class DiscoveryResult:
 
     @property
     def request_bound(self) -> int:
-        """The issue's bound: (listed kinds x namespaces) + one GET per distinct pull secret."""
-        return len(LISTED_KINDS) * self.shape.namespaces + self.pull_secrets
+        """The issue's bound: (listed kinds x namespaces) + the list of Nodes + one GET per
+        distinct pull secret."""
+        return len(LISTED_KINDS) * self.shape.namespaces + len(CLUSTER_LISTS) + self.pull_secrets
 
     def median(self, key: str) -> float:
         return float(statistics.median(run[key] for run in self.runs))

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.discovery import LISTED_KINDS, DiscoveryResult
+from bench.discovery import CLUSTER_LISTS, LISTED_KINDS, DiscoveryResult
 from bench.realcycle import RealCycleResult
 
 WALL_TARGET_SECONDS = 2.0
@@ -52,7 +52,8 @@ def verdicts(
         worst = max(discovery, key=lambda r: r.requests / r.request_bound)
         found.append(
             Verdict(
-                "API requests per cycle <= (listed kinds x namespaces) + one GET per pull secret",
+                "API requests per cycle <= (listed kinds x namespaces) + the Node list "
+                "+ one GET per pull secret",
                 f"at most {worst.requests:,} of {worst.request_bound:,} "
                 f"({worst.shape.pods:,} pods, {worst.scope} scope)",
                 all(r.requests <= r.request_bound for r in discovery),
@@ -203,6 +204,7 @@ def render(
             "kind once for all namespaces (the default); `namespaces` scope lists them "
             "namespace by namespace (`targets.namespaces`). Bound: "
             f"{len(LISTED_KINDS)} listed kinds ({', '.join(LISTED_KINDS)}) x namespaces + "
+            f"{len(CLUSTER_LISTS)} cluster-wide list ({', '.join(CLUSTER_LISTS)}) + "
             "one GET per distinct pull secret. Wall time: discover, read the pull secrets, "
             "plan (process start, imports and client set-up excluded). Agent CPU: the agent "
             "process's CPU seconds in that time. API server time: the emulator's handling "

@@ -67,7 +67,12 @@ async def _plan(client: AsyncClient, config: Config) -> tuple[ScanPlan, set[str]
     keys = pull_secret_keys(snapshot.pods, snapshot.service_accounts)
     fetched = await discovery.pull_secrets(keys)
     plan = plan_scans(
-        snapshot.pods, snapshot.owners, snapshot.service_accounts, fetched.secrets, fetched.errors
+        snapshot.pods,
+        snapshot.owners,
+        snapshot.service_accounts,
+        fetched.secrets,
+        fetched.errors,
+        node_platforms=snapshot.node_platforms,
     )
     return plan, snapshot.namespaces
 

@@ -2,13 +2,19 @@
 
 The calls grow with namespaces and kinds, never with pods: one paged list each of Pods,
 ReplicaSets, Jobs and ServiceAccounts per target namespace (or cluster-wide when every
-namespace is targeted), a few namespaces at a time, each object decoded into a slim view
-(:mod:`ocscan.kube.views`). Pull secrets are read afterwards with ``get`` by name, once each.
+namespace is targeted), a few namespaces at a time, and one paged list of Nodes, each object
+decoded into a slim view (:mod:`ocscan.kube.views`). Pull secrets are read afterwards with
+``get`` by name, once each.
+
+Nodes tell which platform each pod runs (see :func:`node_platform`): the variant of a
+multi-platform image that its node pulled. Nodes that cannot be listed are no reason to
+stop: a warning says so, and images are scanned for the scanner's default platform.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +31,7 @@ from ocscan.kube.views import (
     ContainerStatusView,
     ContainerView,
     JobView,
+    NodeView,
     ObjectMetaView,
     PodView,
     ReplicaSetView,
@@ -36,6 +43,9 @@ from ocscan.kube.workloads import (
     OwnerLink,
     PodSnapshot,
 )
+from ocscan.registry.platform import InvalidPlatformError, Platform
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 500
 SECRET_GET_CONCURRENCY = 16
@@ -73,6 +83,35 @@ class ClusterSnapshot:
     owners: dict[tuple[str, str, str], OwnerLink | None] = field(default_factory=dict)
     service_accounts: dict[SecretKey, tuple[str, ...] | None] = field(default_factory=dict)
     namespaces: set[str] = field(default_factory=set)
+    node_platforms: dict[str, Platform] = field(default_factory=dict)
+    """Node name -> the platform it runs; empty when Nodes could not be listed."""
+
+
+OS_LABEL = "kubernetes.io/os"
+ARCH_LABEL = "kubernetes.io/arch"
+
+
+def node_platform(node: NodeView) -> Platform | None:
+    """The platform of ``node``'s images: ``os/architecture`` from its well-known labels, else
+    from what its kubelet reports; None when neither says.
+
+    No CPU variant (``v7``, ``v8``): nodes do not publish one. Without it the scanner picks
+    the index entry of the node's OS and architecture whatever its variant, which is the
+    entry the node's runtime pulled unless an index lists one architecture in several
+    variants (``linux/arm/v6`` and ``linux/arm/v7``).
+    """
+    labels = (node.metadata.labels if node.metadata else None) or {}
+    info = node.status.nodeInfo if node.status else None
+    os_name = labels.get(OS_LABEL) or (info.operatingSystem if info else None)
+    architecture = labels.get(ARCH_LABEL) or (info.architecture if info else None)
+    if not os_name or not architecture:
+        return None
+    try:
+        return Platform(os_name, architecture)
+    except InvalidPlatformError as error:
+        name = node.metadata.name if node.metadata else "?"
+        log.warning("node %s: %s; its pods are scanned for the default platform", name, error)
+        return None
 
 
 def _controller_of(metadata: ObjectMetaView) -> OwnerLink | None:
@@ -125,6 +164,7 @@ def pod_snapshot(pod: PodView) -> PodSnapshot:
         containers=tuple(containers),
         labels=dict(meta.labels or {}),
         uid=meta.uid or "",
+        node=spec.nodeName or None,
     )
 
 
@@ -173,8 +213,33 @@ class Discovery:
             )
         )
 
+    async def node_platforms(self) -> dict[str, Platform]:
+        """Node name -> platform, from one paged list of Nodes; empty, with a warning, when
+        the API refuses or fails (scans then use the scanner's default platform)."""
+
+        async def read_all() -> list[NodeView]:
+            stream = self._client.list(NodeView, chunk_size=self._page_size)
+            return [node async for node in stream]
+
+        try:
+            nodes = await retrying(read_all, what="list nodes")
+        except (ApiError, httpx2.HTTPError) as error:
+            log.warning(
+                "cannot list nodes (%s); images are scanned for the scanner's default platform, "
+                "not the one each pod's node runs",
+                describe(error),
+            )
+            return {}
+        platforms: dict[str, Platform] = {}
+        for node in nodes:
+            name = node.metadata.name if node.metadata else None
+            if name and (platform := node_platform(node)) is not None:
+                platforms[name] = platform
+        return platforms
+
     async def snapshot(self) -> ClusterSnapshot:
-        """Pods, their owners' owners and the service accounts' pull secrets."""
+        """Pods, their owners' owners, the service accounts' pull secrets and the nodes'
+        platforms."""
         snapshot = ClusterSnapshot()
         namespaces = self._list_namespaces()
         gate = asyncio.Semaphore(NAMESPACE_CONCURRENCY)
@@ -183,11 +248,13 @@ class Discovery:
             async with gate:
                 return await self._read_namespace(namespace)
 
+        nodes = asyncio.create_task(self.node_platforms())
         tasks = [asyncio.create_task(read(namespace)) for namespace in namespaces]
         try:
             listed = await asyncio.gather(*tasks)
+            snapshot.node_platforms = await nodes
         finally:
-            for task in tasks:  # one namespace failed: stop reading the others
+            for task in (*tasks, nodes):  # one namespace failed: stop reading the others
                 task.cancel()
         for namespace, (pods, replica_sets, jobs, accounts) in zip(namespaces, listed, strict=True):
             for pod in pods:

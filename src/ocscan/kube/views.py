@@ -4,18 +4,18 @@ reads.
 Decoding a pod into lightkube's full model builds every probe, volume, env var and condition,
 and the garbage collector then walks all of them: at 10,000 pods that is seconds of CPU and
 hundreds of MiB. These classes use the same API paths as lightkube's ``Pod``,
-``ReplicaSet``, ``Job`` and ``ServiceAccount``, and msgspec decodes a response straight into
-the few fields below, skipping everything else unread. Every field is optional, as in
+``ReplicaSet``, ``Job``, ``ServiceAccount`` and ``Node``, and msgspec decodes a response
+straight into the few fields below, skipping everything else unread. Every field is optional, as in
 lightkube's models. Read-only: nothing here is ever sent to the API.
 """
 
 from __future__ import annotations
 
 import msgspec
-from lightkube.core.resource import NamespacedResourceG
+from lightkube.core.resource import GlobalResource, NamespacedResourceG
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Pod, ServiceAccount
+from lightkube.resources.core_v1 import Node, Pod, ServiceAccount
 
 # gc=False: these hold only strings and other views, never a reference cycle, so the
 # garbage collector need not track them.
@@ -53,6 +53,7 @@ class ContainerStatusView(msgspec.Struct, kw_only=True, gc=False):
 
 
 class PodSpecView(msgspec.Struct, kw_only=True, gc=False):
+    nodeName: str | None = None
     serviceAccountName: str | None = None
     imagePullSecrets: list[LocalObjectReferenceView] | None = None
     initContainers: list[ContainerView] | None = None
@@ -67,7 +68,7 @@ class PodStatusView(msgspec.Struct, kw_only=True, gc=False):
 
 
 class PodView(NamespacedResourceG, msgspec.Struct, kw_only=True):
-    """A Pod: its identity, owner, pull secrets, containers and the digests they run."""
+    """A Pod: its identity, owner, node, pull secrets, containers and the digests they run."""
 
     _api_info = Pod._api_info
     metadata: ObjectMetaView | None = None
@@ -95,3 +96,20 @@ class ServiceAccountView(NamespacedResourceG, msgspec.Struct, kw_only=True):
     _api_info = ServiceAccount._api_info
     metadata: ObjectMetaView | None = None
     imagePullSecrets: list[LocalObjectReferenceView] | None = None
+
+
+class NodeSystemInfoView(msgspec.Struct, kw_only=True, gc=False):
+    operatingSystem: str | None = None
+    architecture: str | None = None
+
+
+class NodeStatusView(msgspec.Struct, kw_only=True, gc=False):
+    nodeInfo: NodeSystemInfoView | None = None
+
+
+class NodeView(GlobalResource, msgspec.Struct, kw_only=True):
+    """A Node's name, labels and the OS and architecture its kubelet reports."""
+
+    _api_info = Node._api_info
+    metadata: ObjectMetaView | None = None
+    status: NodeStatusView | None = None

@@ -81,6 +81,7 @@ class PodSnapshot:
     containers: tuple[ContainerSnapshot, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
     uid: str = ""
+    node: str | None = None  # spec.nodeName: None until the pod is scheduled
 
 
 # (namespace, kind, name) of an intermediate object -> its controller owner, or None.

@@ -63,12 +63,13 @@ def consolidate(
 ) -> CycleReport:
     """The cycle report. A target without an outcome (cancelled, deadline) counts as timeout."""
     workloads: dict[WorkloadRef, WorkloadReport] = {}
-    seen: set[tuple[WorkloadRef, str, str]] = set()
+    seen: set[tuple[WorkloadRef, str, str, str]] = set()
     failed_namespaces: set[str] = set()
     scans = 0
 
     def add(workload: WorkloadRef, container: ContainerReport) -> None:
-        key = (workload, container.name, container.digest or container.image)
+        key = (workload, container.name, container.digest or container.image,
+               container.platform or "")  # fmt: skip
         if key in seen:  # replicas of one workload run the same container
             return
         seen.add(key)
@@ -106,6 +107,7 @@ def consolidate(
                     type=use.container_type,
                     image=use.image,
                     digest=target.reference.digest or (result.image.digest if result else None),
+                    platform=str(target.platform) if target.platform else None,
                     os=result.image.os if result else None,
                     status=SCANNED if failure is None else failure.kind.value,
                     error=ContainerError(kind=failure.kind.value, message=failure.message)
@@ -128,7 +130,7 @@ def consolidate(
         )
     ordered = [workloads[key] for key in sorted(workloads)]
     for workload in ordered:
-        workload.containers.sort(key=lambda c: (c.type, c.name, c.digest or ""))
+        workload.containers.sort(key=lambda c: (c.type, c.name, c.digest or "", c.platform or ""))
     containers = [c for w in ordered for c in w.containers]
     by_severity: Counter[str] = Counter(
         finding.severity.value for c in containers for finding in c.vulnerabilities

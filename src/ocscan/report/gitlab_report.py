@@ -242,6 +242,8 @@ def _details(record: VulnerabilityRecord) -> dict[str, Any]:
     }
     if record.digest:
         details["image_digest"] = text("Image digest", record.digest)
+    if record.platform:
+        details["image_platform"] = text("Image platform", record.platform)
     return details
 
 

@@ -30,6 +30,7 @@ class ContainerReport(BaseModel):
     type: str = "container"  # container | init | ephemeral
     image: str
     digest: str | None = None
+    platform: str | None = None  # os/arch scanned (the node's); None: the scanner's default
     os: OperatingSystem | None = None
     status: str  # "scanned" or a failure kind
     error: ContainerError | None = None
@@ -61,7 +62,7 @@ class CycleSummary(BaseModel):
     workloads: int = 0
     containers: int = 0
     images: int = 0  # distinct images (digests) running
-    scan_targets: int = 0  # images x distinct credentials: what is scanned
+    scan_targets: int = 0  # images x platforms x distinct credentials: what is scanned
     scans: int = 0  # scanner runs, including retries with another credential
     by_status: dict[str, int] = Field(default_factory=dict)
     by_severity: dict[str, int] = Field(default_factory=dict)

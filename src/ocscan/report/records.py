@@ -6,10 +6,10 @@ GitLab security report and agent API) take the deduplicated, ordered list of :fu
 
 Identity (:attr:`VulnerabilityRecord.fingerprint`) covers *where* a vulnerability lives and
 *which* one it is: namespace, workload kind, workload name, container, package name and
-vulnerability id. It leaves out the image, the digest and the installed/fixed versions on
-purpose: a rebuilt image or a package bumped to another still-vulnerable version is the same
-open finding, and a vulnerability that is fixed and later reintroduced gets its old identity
-back, so sinks can track it across cycles instead of piling up duplicates.
+vulnerability id. It leaves out the image, the digest, the platform and the installed/fixed
+versions on purpose: a rebuilt image or a package bumped to another still-vulnerable version
+is the same open finding, and a vulnerability that is fixed and later reintroduced gets its
+old identity back, so sinks can track it across cycles instead of piling up duplicates.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class VulnerabilityRecord:
     references: tuple[str, ...] = ()
     cvss: Mapping[str, Cvss] = field(default_factory=dict, hash=False)
     """CVSS data keyed by source (``nvd``, ``redhat``, ...)."""
+    platform: str | None = None
+    """The platform scanned (``linux/arm64``); None: the scanner's default."""
 
     @property
     def key(self) -> RecordKey:
@@ -131,12 +133,19 @@ def record_of(
         primary_url=finding.primary_url,
         references=finding.references,
         cvss=finding.cvss,
+        platform=container.platform,
     )
 
 
-def _preference(record: VulnerabilityRecord) -> tuple[int, str, str, str]:
+def _preference(record: VulnerabilityRecord) -> tuple[int, str, str, str, str]:
     # Among duplicates of one key keep the most severe, then a deterministic pick.
-    return (record.severity.rank, record.installed_version, record.digest or "", record.image)
+    return (
+        record.severity.rank,
+        record.installed_version,
+        record.digest or "",
+        record.platform or "",
+        record.image,
+    )
 
 
 def sort_key(record: VulnerabilityRecord) -> tuple[str, str, str, str, int, str, str]:
@@ -156,8 +165,9 @@ def records(report: CycleReport) -> list[VulnerabilityRecord]:
     """Every finding of the cycle, one per (workload, container, package, vulnerability id).
 
     Duplicates of a key come from one package installed at several versions or paths in an
-    image, or from a container running two digests mid-rollout; the most severe is kept
-    (ties broken by installed version, digest, image). Sorted by :func:`sort_key`.
+    image, from a container running two digests mid-rollout, or on nodes of two platforms;
+    the most severe is kept (ties broken by installed version, digest, platform, image).
+    Sorted by :func:`sort_key`.
     """
     kept: dict[RecordKey, VulnerabilityRecord] = {}
     for workload in report.workloads:

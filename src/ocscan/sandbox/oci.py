@@ -1,4 +1,5 @@
-"""Alpine-like OCI images built from a package list, and a registry push over HTTP(S).
+"""Alpine-like OCI images built from a package list, multi-platform indexes of them, and a
+registry push over HTTP(S).
 
 The image has one layer with just what Trivy reads to detect Alpine and its packages
 (``/etc/os-release``, ``/etc/alpine-release``, ``/etc/apk/repositories``,
@@ -24,13 +25,17 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from ocscan.registry.credential import RegistryCredential
+from ocscan.registry.platform import Platform
 from ocscan.sandbox.errors import RegistryRequestError, SandboxError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 _EPOCH = 1_700_000_000  # fixed mtime (2023-11-14) for reproducible layers
 _CREATED = "2023-11-14T22:13:20Z"
+LINUX_AMD64 = Platform("linux", "amd64")
+LINUX_ARM64 = Platform("linux", "arm64")
 
 
 class ApkPackage(BaseModel):
@@ -87,6 +92,31 @@ class OciImage:
         return self.manifest.digest
 
 
+@dataclass(frozen=True)
+class OciIndex:
+    """A multi-platform image: an index of single-platform images, one per platform."""
+
+    manifest: Blob
+    images: tuple[OciImage, ...]
+
+    @property
+    def digest(self) -> str:
+        """The index digest: what a pod's ``imageID`` names when pulled by tag."""
+        return self.manifest.digest
+
+
+def build_index(images: Mapping[Platform, OciImage]) -> OciIndex:
+    """An OCI index pointing at ``images``, each under its platform."""
+    manifests = []
+    for platform, image in images.items():
+        entry: dict[str, Any] = {"os": platform.os, "architecture": platform.architecture}
+        if platform.variant:
+            entry["variant"] = platform.variant
+        manifests.append(image.manifest.descriptor() | {"platform": entry})
+    document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    return OciIndex(manifest=Blob(OCI_INDEX, _json(document)), images=tuple(images.values()))
+
+
 def _tar(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     directories = sorted(
@@ -135,9 +165,11 @@ def build_alpine_image(
     *,
     alpine_version: str = "3.19.1",
     extra_files: Mapping[str, bytes] | None = None,
+    platform: Platform = LINUX_AMD64,
 ) -> OciImage:
-    """An Alpine-like image with ``packages`` installed; ``extra_files`` (path -> content) are
-    added to the layer, e.g. to make two images with the same packages differ."""
+    """An Alpine-like image with ``packages`` installed, for ``platform``; ``extra_files``
+    (path -> content) are added to the layer, e.g. to make two images with the same packages
+    differ."""
     files = alpine_files(packages, alpine_version)
     for path, content in (extra_files or {}).items():
         files[path.lstrip("/")] = content
@@ -147,8 +179,9 @@ def build_alpine_image(
         OCI_CONFIG,
         _json(
             {
-                "architecture": "amd64",
-                "os": "linux",
+                "architecture": platform.architecture,
+                "os": platform.os,
+                **({"variant": platform.variant} if platform.variant else {}),
                 "created": _CREATED,
                 "config": {"Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"]},
                 "rootfs": {
@@ -275,7 +308,16 @@ class _Pusher:
             )
         return response
 
-    def push(self, client: httpx.Client, image: OciImage) -> httpx.Response:
+    def push(self, client: httpx.Client, image: OciImage | OciIndex) -> httpx.Response:
+        if isinstance(image, OciIndex):  # its images by digest first, as the registry wants
+            for child in image.images:
+                self.push_blobs(client, child)
+                self.put_manifest(client, child.digest, child.manifest)
+        else:
+            self.push_blobs(client, image)
+        return self.put_manifest(client, self.tag, image.manifest)
+
+    def push_blobs(self, client: httpx.Client, image: OciImage) -> None:
         v2 = f"{self.base}/v2/{self.repository}"
         for blob in (*image.layers, image.config):
             if client.head(f"{v2}/blobs/{blob.digest}").status_code == 200:
@@ -290,16 +332,18 @@ class _Pusher:
                 headers={"Content-Type": "application/octet-stream"},
             )
             self.check(uploaded, f"blob upload {blob.digest}", 201)
-        manifest = client.put(
-            f"{v2}/manifests/{self.tag}",
-            content=image.manifest.data,
-            headers={"Content-Type": image.manifest.media_type},
+
+    def put_manifest(self, client: httpx.Client, reference: str, manifest: Blob) -> httpx.Response:
+        uploaded = client.put(
+            f"{self.base}/v2/{self.repository}/manifests/{reference}",
+            content=manifest.data,
+            headers={"Content-Type": manifest.media_type},
         )
-        return self.check(manifest, "manifest upload", 201)
+        return self.check(uploaded, f"manifest upload {reference}", 201)
 
 
 def push_image(
-    image: OciImage,
+    image: OciImage | OciIndex,
     registry_url: str,
     repository: str,
     tag: str,
@@ -308,8 +352,8 @@ def push_image(
     ca_file: Path | None = None,
     timeout: float = 30.0,
 ) -> str:
-    """Push ``image`` as ``repository:tag`` to the registry at ``registry_url``
-    (``http(s)://host:port``); return the manifest digest the registry confirms.
+    """Push ``image`` (an index with all its images) as ``repository:tag`` to the registry at
+    ``registry_url`` (``http(s)://host:port``); return the digest the registry confirms.
 
     Raises :class:`RegistryRequestError` with the registry's message when it refuses.
     """

@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -73,9 +73,12 @@ def deployment(
     replicas: int = 1,
     pull_secrets: Sequence[str] = (),
     service_account: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
 ) -> JsonObject:
     """A Deployment of one container named ``app``."""
     spec: JsonObject = {"containers": [{"name": "app", "image": image}]}
+    if node_selector:
+        spec["nodeSelector"] = dict(node_selector)
     if pull_secrets:
         spec["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
     if service_account:
@@ -130,7 +133,8 @@ class Sandbox:
     """Starts and stops the local stack in ``directory``.
 
     ``samples``: create the sample workloads (issue 4). The registry has one user whose
-    random password the sample pull secrets hold.
+    random password the sample pull secrets hold. ``architectures``: one node per entry,
+    ``sandbox-node`` first, then ``sandbox-node-<arch>`` (a mixed cluster: amd64, arm64).
     """
 
     def __init__(
@@ -139,10 +143,15 @@ class Sandbox:
         advisories: Sequence[Advisory] = SAMPLE_ADVISORIES,
         *,
         samples: bool = True,
+        architectures: Sequence[str] = ("amd64",),
     ) -> None:
         self.directory = directory.resolve()
         self.advisories = tuple(advisories)
         self.samples = samples
+        self.nodes = {
+            ("sandbox-node" if index == 0 else f"sandbox-node-{arch}"): arch
+            for index, arch in enumerate(architectures)
+        }
         self.registry_password = secrets.token_urlsafe(18)
         self.trivy_token = secrets.token_urlsafe(24)
         self.registry: RegistryServer | None = None
@@ -176,6 +185,8 @@ class Sandbox:
         self.trivy = TrivyServer.start(cache, directory / "trivy", self.trivy_token)
         trivy_bin = find_trivy().parent
         kubelet = KubeletConfig(
+            nodes=tuple(self.nodes),
+            architectures=self.nodes,
             runnable=(RunnableImage(SCANNER_IMAGE, entrypoint=("trivy",)),),
             # The registry's images resolve for real; the scanner image needs no pull.
             images=ImagePuller(registries=self._served_registries, fake_digests=True),

@@ -191,7 +191,7 @@ class ScanExecutor:
                 self.running += 1
                 started = time.monotonic()  # the scan, not the wait for a slot
                 try:
-                    answer = await self._scan_once(target.reference, credential)
+                    answer = await self._scan_once(target, credential)
                 finally:
                     self.running -= 1
                     outcome.seconds += time.monotonic() - started
@@ -204,8 +204,9 @@ class ScanExecutor:
         return outcome
 
     async def _scan_once(
-        self, reference: ImageReference, credential: RegistryCredential | None
+        self, target: ScanTarget, credential: RegistryCredential | None
     ) -> ScanResult | ScanFailure:
+        reference = target.reference
         key = target_key(reference)
         name = f"ocscan-scan-{key[:10]}-{secrets.token_hex(3)}"
         # The server token comes from its own Secret via secretKeyRef, not from here.
@@ -214,6 +215,7 @@ class ScanExecutor:
             ClientServer(server_url=self._config.trivy_server),
             credential=credential,
             timeout=self._config.timeout_seconds,
+            platform=target.platform,
         )
         manifest = scanner_job(
             name=name,

@@ -1,14 +1,20 @@
-"""Planning: one scan target per running image digest and credentials, fanned out to every
-container that runs it.
+"""Planning: one scan target per running image digest, platform and credentials, fanned out
+to every container that runs it.
 
-Pure. Input: pod snapshots, the owner index, service accounts' pull-secret names and the
-pull secrets fetched by name. Output: :class:`ScanPlan`. Credentials are matched per image
-with the kubelet's rules, so a target only ever carries credentials for its own registry.
+Pure. Input: pod snapshots, the owner index, service accounts' pull-secret names, the pull
+secrets fetched by name and the nodes' platforms. Output: :class:`ScanPlan`. Credentials
+are matched per image with the kubelet's rules, so a target only ever carries credentials
+for its own registry.
 
 Workloads that run the same digest with the same credentials share one scan. A workload
 whose credentials differ (another account, a stale password, a deleted secret) gets a scan
 of its own: it is the only way to know that its pull secret still works, and a pull secret
 that silently stopped working is what ocscan exists to reveal.
+
+The platform is that of the pod's node (``linux/arm64``): a tag of a multi-platform image
+resolves to its index digest, and each node runs the index's entry for its own platform, so
+one digest on amd64 and arm64 nodes is two scans. A pod not scheduled yet, or on a node
+whose platform is unknown, gets no platform: the scanner's default (``linux/amd64``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ocscan.kube.workloads import (
     top_level_workload,
 )
 from ocscan.registry.keyring import CredentialMatch
+from ocscan.registry.platform import Platform
 from ocscan.registry.pullsecrets import PullCredentials, PullSecretSet
 from ocscan.registry.reference import ImageReference, image_id_digest, parse_reference
 
@@ -55,20 +62,26 @@ class ContainerUse:
 
 @dataclass(slots=True)
 class ScanTarget:
-    """One image to scan, the credentials to try in order, and every use it fans out to."""
+    """One image to scan, for which platform, the credentials to try in order, and every use
+    it fans out to."""
 
     reference: ImageReference  # what the scanner pulls: registry/repository@digest when known
     credentials: list[CredentialMatch] = field(default_factory=list)
     uses: list[ContainerUse] = field(default_factory=list)
     secrets_consulted: list[str] = field(default_factory=list)  # namespace/name, try order
+    platform: Platform | None = None  # the nodes' platform; None: the scanner's default
 
     @property
     def key(self) -> str:
-        """Unique within a plan: the reference, plus which credentials (by identity)."""
+        """Unique within a plan: the reference, the platform, and which credentials (by
+        identity)."""
+        key = str(self.reference)
+        if self.platform is not None:
+            key += f" for {self.platform}"
         if not self.credentials:
-            return str(self.reference)
+            return key
         identities = ",".join(match.credential.identity for match in self.credentials)
-        return f"{self.reference} with {identities}"
+        return f"{key} with {identities}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +144,19 @@ def plan_scans(
     service_accounts: Mapping[SecretKey, tuple[str, ...] | None],
     secrets: Mapping[SecretKey, Mapping[str, Any] | None],
     unreadable: Mapping[SecretKey, str] | None = None,
+    node_platforms: Mapping[str, Platform] | None = None,
 ) -> ScanPlan:
-    """Group every container by the image it runs and attach the credentials to try.
+    """Group every container by the image and platform it runs and attach the credentials
+    to try.
 
     ``secrets`` maps each pull secret read by name to its object (None: not found);
-    ``unreadable`` maps the ones the API refused to the reason. Targets and uses come out
-    sorted, so the same cluster gives the same plan.
+    ``unreadable`` maps the ones the API refused to the reason; ``node_platforms`` maps node
+    names to their platforms. Targets and uses come out sorted, so the same cluster gives
+    the same plan.
     """
     unreadable = unreadable or {}
-    targets: dict[tuple[str, tuple[str, ...]], ScanTarget] = {}
+    node_platforms = node_platforms or {}
+    targets: dict[tuple[str, Platform | None, tuple[str, ...]], ScanTarget] = {}
     unplanned: list[UnplannedUse] = []
     # Replicas and neighbours repeat the same images and secrets: work each out once.
     references: dict[tuple[str, str | None], ImageReference] = {}
@@ -161,6 +178,7 @@ def plan_scans(
             if (pod.namespace, name) in unreadable
         )
         names = tuple(name for name in listed if (pod.namespace, name) not in unreadable)
+        platform = node_platforms.get(pod.node) if pod.node else None
         for container in pod.containers:
             try:
                 reference = references.get((container.image, container.image_id))
@@ -193,10 +211,11 @@ def plan_scans(
                 pod.name,
                 problems=refused + _problems(pulled, pod.namespace),
             )
-            target = targets.get((str(reference), identities))
+            identity = (str(reference), platform, identities)
+            target = targets.get(identity)
             if target is None:
-                target = ScanTarget(reference=reference, credentials=list(usable))
-                targets[(str(reference), identities)] = target
+                target = ScanTarget(reference, list(usable), platform=platform)
+                targets[identity] = target
             target.uses.append(use)
             for name in pulled.tried:
                 qualified = f"{pod.namespace}/{name}"

@@ -16,6 +16,7 @@ from pathlib import PurePath
 from pydantic import SecretStr
 
 from ocscan.registry.credential import RegistryCredential
+from ocscan.registry.platform import Platform
 from ocscan.registry.reference import parse_reference
 
 DEFAULT_TIMEOUT = 300.0
@@ -102,11 +103,14 @@ def build_trivy_command(
     ca_file: PurePath | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     trivy: str = "trivy",
+    platform: Platform | None = None,
 ) -> TrivyCommand:
     """The command that scans ``image`` for vulnerabilities.
 
     ``credential`` must belong to the registry of ``image``: it is the only one the command
     carries. ``timeout`` (seconds) is handed to Trivy; callers enforce their own, longer one.
+    ``platform`` picks the entry of a multi-platform image (an index) to scan; without it
+    Trivy picks ``linux/amd64``. A single-platform image is scanned whatever it says.
     """
     if timeout <= 0:
         raise ValueError(f"scan timeout must be positive, got {timeout}")
@@ -121,6 +125,8 @@ def build_trivy_command(
                 secret_env[TOKEN_ENV] = token
     if ca_file is not None:
         argv += ["--cacert", str(ca_file)]
+    if platform is not None:
+        argv += ["--platform", str(platform)]
     argv += ["--", image]
 
     docker_config = None

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LISTED_KINDS = 4  # pods, replicasets, jobs, serviceaccounts
+NODE_LISTS = 1  # the Nodes, once per cycle whatever the scope (the bench seeds none: 1 page)
 
 
 def _password_canary() -> str:
@@ -81,16 +82,18 @@ def test_discovery_stays_within_its_api_request_bound(bench: tuple[dict[str, Any
     for result in document["discovery"]:
         (run,) = result["runs"]
         namespaces = result["shape"]["namespaces"]
-        assert result["request_bound"] == LISTED_KINDS * namespaces + result["pull_secrets"]
+        bound = LISTED_KINDS * namespaces + NODE_LISTS + result["pull_secrets"]
+        assert result["request_bound"] == bound
         assert run["requests"] <= result["request_bound"]
         # Each pull secret is read once, by name; Secrets are never listed or watched.
         assert run["secret_gets"] == result["pull_secrets"] > 0
         assert run["secret_lists"] == 0
         assert run["requests"] == run["list_pages"] + run["secret_gets"]
+        assert run["by_call"]["list nodes"] == NODE_LISTS
         if result["scope"] == "namespaces":  # one page of each kind in each namespace
-            assert run["list_pages"] == LISTED_KINDS * namespaces
+            assert run["list_pages"] == LISTED_KINDS * namespaces + NODE_LISTS
         else:  # each kind once, cluster-wide
-            assert run["list_pages"] == LISTED_KINDS
+            assert run["list_pages"] == LISTED_KINDS + NODE_LISTS
 
 
 def test_real_cycle_scans_each_image_once_and_the_baseline_each_workload(

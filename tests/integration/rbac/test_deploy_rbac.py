@@ -105,6 +105,8 @@ CLI_CASES: dict[Grant, Refusal] = {
     ),
     # The cycle completes; a warning says what could not be done.
     Grant("ClusterRole", "", "events", "create"): Refusal("could not record event on"),
+    # Each image is scanned for the scanner's default platform, as before nodes were read.
+    Grant("ClusterRole", "", "nodes", "list"): Refusal("cannot list nodes"),
     Grant("Role", "", "secrets", "delete"): Refusal("could not delete temporary secret"),
     Grant("Role", "batch", "jobs", "delete"): Refusal(
         "could not delete scanner job", leaves_pods=True

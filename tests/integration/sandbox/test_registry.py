@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -9,7 +10,16 @@ import pytest
 
 from ocscan.registry.credential import RegistryCredential
 from ocscan.sandbox.errors import RegistryRequestError, SandboxError
-from ocscan.sandbox.oci import OCI_MANIFEST, ApkPackage, build_alpine_image, push_image
+from ocscan.sandbox.oci import (
+    LINUX_AMD64,
+    LINUX_ARM64,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ApkPackage,
+    build_alpine_image,
+    build_index,
+    push_image,
+)
 from ocscan.sandbox.processes import ProcessRecord
 from ocscan.sandbox.registry import RegistryServer
 
@@ -152,3 +162,30 @@ def test_pid_file_names_the_running_registry(tmp_path: Path) -> None:
     with RegistryServer.start(tmp_path / "work", {"u": "p"}, pid_file=pid_file) as registry:
         assert ProcessRecord.read(pid_file) == registry.process.record
     assert not pid_file.exists()
+
+
+def test_an_index_is_pushed_with_its_images_and_served_under_its_tag(
+    registry_a: RegistryServer, alice_credential: RegistryCredential
+) -> None:
+    arm = build_alpine_image(
+        [ApkPackage(name="musl", version="1.2.4_git20230717-r4", arch="aarch64")],
+        platform=LINUX_ARM64,
+    )
+    index = build_index({LINUX_AMD64: IMAGE, LINUX_ARM64: arm})
+
+    digest = push_image(index, registry_a.url, "push/multi", "v1", credential=alice_credential)
+
+    assert digest == index.digest
+    auth = alice_credential.reveal()
+    url = f"{registry_a.url}/v2/push/multi/manifests"
+    tagged = httpx.get(f"{url}/v1", headers={"Accept": OCI_INDEX}, auth=auth)
+    assert tagged.status_code == 200 and tagged.headers["Docker-Content-Digest"] == digest
+    entries = {
+        (m["platform"]["os"], m["platform"]["architecture"]): m["digest"]
+        for m in tagged.json()["manifests"]
+    }
+    assert entries == {("linux", "amd64"): IMAGE.digest, ("linux", "arm64"): arm.digest}
+    for image in (IMAGE, arm):  # each variant by its digest, its config saying its platform
+        variant = httpx.get(f"{url}/{image.digest}", headers={"Accept": OCI_MANIFEST}, auth=auth)
+        assert variant.status_code == 200 and variant.content == image.manifest.data
+    assert json.loads(arm.config.data)["architecture"] == "arm64"

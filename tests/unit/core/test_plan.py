@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from ocscan.kube.workloads import ContainerSnapshot, OwnerLink, PodSnapshot
+from ocscan.registry.platform import Platform
 from ocscan.report.consolidate import consolidate
 from ocscan.scan.failure import FailureKind, ScanFailure
 from ocscan.scan.outcome import ScanOutcome
@@ -231,3 +233,66 @@ def test_messages_with_brackets_are_shown_as_they_are() -> None:
     console = Console(width=300, record=True)
     print_report(report, console)
     assert weird in console.export_text()
+
+
+AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
+NODES = {"node-x86": AMD64, "node-arm": ARM64}
+
+
+def on_node(snapshot: PodSnapshot, node: str | None) -> PodSnapshot:
+    return dataclasses.replace(snapshot, node=node)
+
+
+def test_one_index_digest_on_two_platforms_is_two_targets() -> None:
+    # A tag of a multi-platform image resolves to the index digest on every node; each node
+    # runs its own platform's entry, so each platform is scanned on its own.
+    web = replicas("web", 3, "reg.a:5000/team/app:1", DIGEST_A)
+    nodes = ["node-x86", "node-arm", "node-x86"]
+    pods = [on_node(p, node) for p, node in zip(web, nodes, strict=True)]
+    api = replicas("api", 1, "reg.a:5000/team/app:1", DIGEST_A)
+    pods += [on_node(p, "node-arm") for p in api]
+
+    plan = plan_scans(pods, OWNERS, {}, SECRETS, node_platforms=NODES)
+
+    amd, arm = sorted(plan.targets, key=lambda t: str(t.platform))
+    assert (amd.platform, arm.platform) == (AMD64, ARM64)
+    assert amd.reference == arm.reference and amd.key != arm.key
+    assert {u.pod for u in amd.uses} == {"web-0", "web-2"}
+    assert {u.pod for u in arm.uses} == {"web-1", "api-0"}
+    assert [m.credential.identity for m in amd.credentials] == [
+        m.credential.identity for m in arm.credentials
+    ]
+
+
+def test_pods_without_a_known_node_platform_get_the_scanners_default() -> None:
+    pods = [
+        on_node(replicas("web", 1, "reg.a:5000/team/app:1", DIGEST_A)[0], None),  # unscheduled
+        on_node(replicas("api", 1, "reg.a:5000/team/app:1", DIGEST_A)[0], "node-gone"),
+    ]
+
+    plan = plan_scans(pods, OWNERS, {}, SECRETS, node_platforms=NODES)
+
+    (target,) = plan.targets
+    assert target.platform is None
+    assert "for" not in target.key  # the key names a platform only when there is one
+    assert {u.pod for u in target.uses} == {"web-0", "api-0"}
+
+
+def test_a_daemonset_on_two_platforms_reports_each_platform() -> None:
+    owner = OwnerLink("DaemonSet", "agent")
+    image = ("app", "reg.a:5000/team/app:1", f"reg.a:5000/team/app@{DIGEST_A}")
+    pods = [
+        on_node(pod(f"agent-{node}", [image], owner=owner, secrets=("pull",)), node)
+        for node in NODES
+    ]
+    plan = plan_scans(pods, {}, {}, SECRETS, node_platforms=NODES)
+    outcomes = {target.key: ScanOutcome() for target in plan.targets}
+    now = datetime.now(UTC)
+    report = consolidate(plan, outcomes, started_at=now, finished_at=now, namespaces={"shop"})
+
+    (workload,) = report.workloads
+    assert [(c.name, c.platform) for c in workload.containers] == [
+        ("app", "linux/amd64"),
+        ("app", "linux/arm64"),
+    ]
+    assert report.cycle.images == 1 and report.cycle.scan_targets == 2

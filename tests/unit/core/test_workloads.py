@@ -1,6 +1,18 @@
 from __future__ import annotations
 
+import msgspec
+import pytest
+
+from ocscan.kube.discovery import ARCH_LABEL, OS_LABEL, node_platform, pod_snapshot
+from ocscan.kube.views import (
+    NodeStatusView,
+    NodeSystemInfoView,
+    NodeView,
+    ObjectMetaView,
+    PodView,
+)
 from ocscan.kube.workloads import OwnerLink, PodSnapshot, WorkloadRef, top_level_workload
+from ocscan.registry.platform import Platform
 
 
 def pod(owner: OwnerLink | None, name: str = "p") -> PodSnapshot:
@@ -36,3 +48,33 @@ def test_other_controllers_are_workloads() -> None:
 def test_owner_lookup_is_per_namespace() -> None:
     owners = {("other", "ReplicaSet", "web-1"): OwnerLink("Deployment", "web")}
     assert top_level_workload(pod(OwnerLink("ReplicaSet", "web-1")), owners).kind == "ReplicaSet"
+
+
+def _node(labels: dict[str, str], os_name: str | None, arch: str | None) -> NodeView:
+    info = NodeSystemInfoView(operatingSystem=os_name, architecture=arch)
+    return NodeView(
+        metadata=ObjectMetaView(name="n1", labels=labels),
+        status=NodeStatusView(nodeInfo=info),
+    )
+
+
+def test_a_nodes_platform_comes_from_its_labels_then_from_its_kubelet() -> None:
+    labelled = _node({OS_LABEL: "linux", ARCH_LABEL: "arm64"}, "linux", "amd64")
+    assert node_platform(labelled) == Platform("linux", "arm64")
+    assert node_platform(_node({}, "linux", "arm64")) == Platform("linux", "arm64")
+    assert node_platform(_node({}, None, None)) is None
+    assert node_platform(NodeView()) is None
+
+
+def test_a_node_with_a_malformed_architecture_has_no_platform(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert node_platform(_node({ARCH_LABEL: "ARM 64"}, "linux", None)) is None
+    assert "node n1" in caplog.text and "'ARM 64'" in caplog.text
+
+
+def test_a_pod_snapshot_names_the_node_it_was_scheduled_to() -> None:
+    listed = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": []}}
+    assert pod_snapshot(msgspec.convert(listed, PodView)).node is None
+    listed["spec"] = {"nodeName": "node-arm", "containers": []}
+    assert pod_snapshot(msgspec.convert(listed, PodView)).node == "node-arm"

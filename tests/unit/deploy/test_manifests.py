@@ -78,6 +78,7 @@ def test_cluster_role_lists_workloads_and_gets_secrets_without_listing() -> None
     assert cluster == {
         "/pods": {"list"},
         "/serviceaccounts": {"list"},
+        "/nodes": {"list"},
         "apps/replicasets": {"list"},
         "batch/jobs": {"list"},
         "/secrets": {"get"},

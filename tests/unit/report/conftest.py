@@ -66,11 +66,13 @@ class Build:
         image: str = "registry.example.com/team/app:1.0",
         digest: str | None = DIGEST,
         os: OperatingSystem | None = ALPINE,
+        platform: str | None = None,
     ) -> ContainerReport:
         return ContainerReport(
             name=name,
             image=image,
             digest=digest,
+            platform=platform,
             os=os,
             status=SCANNED,
             vulnerabilities=list(findings or []),

@@ -211,6 +211,18 @@ def test_an_entry_carries_location_resource_links_and_solution(build: Any) -> No
         "container_name": "app",
     }
     assert entry["details"]["image_digest"]["value"].startswith("sha256:")
+    assert "image_platform" not in entry["details"]  # the scanner's default: not known here
+
+
+def test_an_entry_says_which_platform_was_scanned(build: Any) -> None:
+    finding = build.finding("CVE-2025-26519", "musl")
+    container = build.container("app", [finding], platform="linux/arm64")
+    report = build.report(build.workload(container))
+
+    [entry] = valid(gitlab_report(report, **VERSIONS))["vulnerabilities"]
+
+    platform = entry["details"]["image_platform"]
+    assert platform == {"name": "Image platform", "type": "text", "value": "linux/arm64"}
 
 
 def test_sparse_findings_still_validate(build: Any) -> None:

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from ocscan.errors import InvalidReferenceError
 from ocscan.registry.credential import RegistryCredential
+from ocscan.registry.platform import Platform
 from ocscan.scan.trivy_command import (
     ClientServer,
     Standalone,
@@ -198,3 +199,19 @@ def test_credentials_never_change_argv_and_always_arrive(username: str, password
             auth = document["auths"]["registry.example:5000"]["auth"]
             carried = base64.b64decode(auth).decode().split(":", 1)[1]
         assert carried == password
+
+
+@pytest.mark.parametrize("mode", [STANDALONE, CLIENT])
+def test_a_known_platform_picks_that_entry_of_a_multi_platform_image(
+    mode: Standalone | ClientServer,
+) -> None:
+    command = build_trivy_command(IMAGE, mode, platform=Platform("linux", "arm64"))
+
+    assert flag_value(command.argv, "--platform") == "linux/arm64"
+    assert command.argv[-2:] == ("--", IMAGE)  # a flag, never taken for the image
+
+
+def test_without_a_platform_trivy_picks_its_default() -> None:
+    argv = build_trivy_command(IMAGE, CLIENT).argv
+
+    assert not any(arg.startswith("--platform") for arg in argv)

@@ -113,7 +113,9 @@ class RunnableImage:
 class KubeletConfig:
     """How the sandbox kubelet behaves.
 
-    ``nodes``: node names it registers and runs pods on. ``runnable``: images run as
+    ``nodes``: node names it registers and runs pods on. ``architectures``: a node's CPU
+    architecture (``arm64``) as its labels and ``nodeInfo`` show it, ``amd64`` for nodes not
+    listed; every node runs every image all the same. ``runnable``: images run as
     processes. ``images``: how images resolve to digests (see :class:`ImagePuller`).
     ``state_dir``: where pod directories go (a temporary directory when None). ``path``:
     ``PATH`` of the processes, unless the pod sets one. ``backoff``: first image-pull and
@@ -131,6 +133,7 @@ class KubeletConfig:
     """
 
     nodes: tuple[str, ...] = ("sandbox-node",)
+    architectures: Mapping[str, str] = field(default_factory=dict)
     runnable: tuple[RunnableImage, ...] = ()
     images: ImagePuller = field(default_factory=ImagePuller)
     state_dir: Path | None = None
@@ -335,6 +338,7 @@ class Kubelet:
             self.store.get(r.NODES, None, node)
             return
         address = str(ipaddress.IPv4Address("10.0.0.10") + index)
+        arch = self.config.architectures.get(node, "amd64")
         allocatable = dict(self.config.allocatable)
         now = _now()
         self.store.create(
@@ -346,9 +350,9 @@ class Kubelet:
                     "labels": {
                         "kubernetes.io/hostname": node,
                         "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
+                        "kubernetes.io/arch": arch,
                         "beta.kubernetes.io/os": "linux",
-                        "beta.kubernetes.io/arch": "amd64",
+                        "beta.kubernetes.io/arch": arch,
                     },
                 },
                 "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"]},
@@ -370,7 +374,7 @@ class Kubelet:
                         }
                     ],
                     "nodeInfo": {
-                        "architecture": "amd64",
+                        "architecture": arch,
                         "operatingSystem": "linux",
                         "osImage": "ocscan sandbox",
                         "kernelVersion": os.uname().release,
