@@ -92,24 +92,28 @@ ARCH_LABEL = "kubernetes.io/arch"
 
 
 def node_platform(node: NodeView) -> Platform | None:
-    """The platform of ``node``'s images: ``os/architecture`` from its well-known labels, else
-    from what its kubelet reports; None when neither says.
+    """The platform of ``node``'s images: ``os/architecture`` as its kubelet reports them
+    (``status.nodeInfo``), else from its well-known labels (which anyone allowed to patch
+    Nodes can change); None when neither says.
 
-    No CPU variant (``v7``, ``v8``): nodes do not publish one. Without it the scanner picks
-    the index entry of the node's OS and architecture whatever its variant, which is the
-    entry the node's runtime pulled unless an index lists one architecture in several
-    variants (``linux/arm/v6`` and ``linux/arm/v7``).
+    Nodes publish no CPU variant. ``arm`` is taken as ``arm/v7``, the oldest a kubelet runs
+    on, as a containerd on such a node pulls it; for other architectures the scanner picks
+    the index entry of that OS and architecture, whatever its variant (``arm64/v8``).
     """
     labels = (node.metadata.labels if node.metadata else None) or {}
     info = node.status.nodeInfo if node.status else None
-    os_name = labels.get(OS_LABEL) or (info.operatingSystem if info else None)
-    architecture = labels.get(ARCH_LABEL) or (info.architecture if info else None)
+    os_name = (info.operatingSystem if info else None) or labels.get(OS_LABEL)
+    architecture = (info.architecture if info else None) or labels.get(ARCH_LABEL)
     if not os_name or not architecture:
         return None
+    name = node.metadata.name if node.metadata else "?"
+    labelled = (labels.get(OS_LABEL), labels.get(ARCH_LABEL))
+    if all(labelled) and labelled != (os_name, architecture):
+        log.warning("node %s: labelled %s/%s but its kubelet reports %s/%s; using the kubelet's",
+                    name, *labelled, os_name, architecture)  # fmt: skip
     try:
-        return Platform(os_name, architecture)
+        return Platform(os_name, architecture, "v7" if architecture == "arm" else None)
     except InvalidPlatformError as error:
-        name = node.metadata.name if node.metadata else "?"
         log.warning("node %s: %s; its pods are scanned for the default platform", name, error)
         return None
 

@@ -18,6 +18,7 @@ from ocscan.report.model import (
 from ocscan.scan.failure import FailureKind, ScanFailure
 from ocscan.scan.outcome import ScanOutcome
 from ocscan.scan.plan import ContainerUse, ScanPlan, ScanTarget
+from ocscan.scan.report import ScanResult
 
 
 def explain_failure(target: ScanTarget, outcome: ScanOutcome, use: ContainerUse) -> ScanFailure:
@@ -107,7 +108,7 @@ def consolidate(
                     type=use.container_type,
                     image=use.image,
                     digest=target.reference.digest or (result.image.digest if result else None),
-                    platform=str(target.platform) if target.platform else None,
+                    platform=_platform(target, result),
                     os=result.image.os if result else None,
                     status=SCANNED if failure is None else failure.kind.value,
                     error=ContainerError(kind=failure.kind.value, message=failure.message)
@@ -150,3 +151,14 @@ def consolidate(
         swept=swept,
     )
     return CycleReport(cycle=summary, workloads=ordered)
+
+
+def _platform(target: ScanTarget, result: ScanResult | None) -> str | None:
+    """The platform scanned, as the image's config says; else the one asked for.
+
+    They differ for a single-platform image on a node of another platform (Trivy scans
+    such an image whatever ``--platform`` says).
+    """
+    if result is not None and result.image.platform:
+        return result.image.platform
+    return str(target.platform) if target.platform else None

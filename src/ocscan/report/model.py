@@ -30,7 +30,7 @@ class ContainerReport(BaseModel):
     type: str = "container"  # container | init | ephemeral
     image: str
     digest: str | None = None
-    platform: str | None = None  # os/arch scanned (the node's); None: the scanner's default
+    platform: str | None = None  # os/arch scanned: the image config's, else the node's
     os: OperatingSystem | None = None
     status: str  # "scanned" or a failure kind
     error: ContainerError | None = None

@@ -138,6 +138,23 @@ def _pull_secret_names(
     return service_accounts.get((pod.namespace, pod.service_account)) or ()
 
 
+SCANNABLE_OS = "linux"
+
+
+def _unscannable(platform: Platform | None, node: str | None) -> str | None:
+    """Why images of ``platform`` cannot be scanned, if they cannot.
+
+    Trivy finds no OS packages in a Windows image and would call it clean: a container
+    that cannot be scanned must say so instead.
+    """
+    if platform is None or platform.os == SCANNABLE_OS:
+        return None
+    return (
+        f"Trivy scans Linux images only; the pod runs on node {node}, a {platform} node,"
+        " so its image was not scanned"
+    )
+
+
 def plan_scans(
     pods: Iterable[PodSnapshot],
     owners: OwnerIndex,
@@ -179,7 +196,14 @@ def plan_scans(
         )
         names = tuple(name for name in listed if (pod.namespace, name) not in unreadable)
         platform = node_platforms.get(pod.node) if pod.node else None
+        unscannable = _unscannable(platform, pod.node)
         for container in pod.containers:
+            if unscannable is not None:
+                use = ContainerUse(
+                    workload, container.name, container.type, container.image, pod.name
+                )
+                unplanned.append(UnplannedUse(use, "scanner_error", unscannable))
+                continue
             try:
                 reference = references.get((container.image, container.image_id))
                 if reference is None:

@@ -79,13 +79,15 @@ class OperatingSystem(BaseModel):
 
 
 class ImageInfo(BaseModel):
-    """The scanned image: the reference asked for, the manifest digest found, its OS."""
+    """The scanned image: the reference asked for, the manifest digest found, its OS, and
+    the platform its config says (``linux/arm64``)."""
 
     model_config = ConfigDict(frozen=True)
 
     reference: str
     digest: str | None = None
     os: OperatingSystem | None = None
+    platform: str | None = None
 
 
 class ScanResult(BaseModel):
@@ -192,9 +194,21 @@ class _OS(_TrivyModel):
     name: str = Field("", alias="Name")
 
 
+class _ImageConfig(_TrivyModel):
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+
+    @property
+    def platform(self) -> str | None:
+        parts = [self.os, self.architecture, self.variant]
+        return "/".join(part for part in parts if part) if self.os and self.architecture else None
+
+
 class _Metadata(_TrivyModel):
     os: _OS | None = Field(None, alias="OS")
     repo_digests: list[str] | None = Field(None, alias="RepoDigests")
+    image_config: _ImageConfig = Field(default_factory=_ImageConfig, alias="ImageConfig")
 
 
 class _Report(_TrivyModel):
@@ -214,6 +228,7 @@ class _Report(_TrivyModel):
                 reference=image,
                 digest=_manifest_digest(self.metadata.repo_digests or [], image),
                 os=OperatingSystem(family=os.family, name=os.name) if os else None,
+                platform=self.metadata.image_config.platform,
             ),
             findings=tuple(findings),
         )

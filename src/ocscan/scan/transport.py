@@ -24,8 +24,9 @@ FRAME_END = "ocscan-report-end"
 DEFAULT_REPORT_CAP = 64 * 1024 * 1024  # decompressed JSON bytes
 DEFAULT_LOG_MAX = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
 # What the CRI log format adds to each line on disk: "<RFC 3339 nano time> <stream> <F|P> ",
-# plus its newline; base64 prints 76 characters a line.
-_LINE_OVERHEAD = len("2006-01-02T15:04:05.000000000Z stdout F ") + 1
+# plus its newline. containerd writes the time in UTC ("...Z"); CRI-O's conmon with a zone
+# offset ("+01:00"): budget for the longer. base64 prints 76 characters a line.
+_LINE_OVERHEAD = len("2006-01-02T15:04:05.000000000+01:00 stdout F ") + 1
 _BASE64_LINE = 76
 
 # POSIX sh, so it runs in the official Trivy image (busybox) and on any Linux host.
@@ -39,9 +40,15 @@ report="$OCSCAN_SCRATCH/report.json"
 messages="$OCSCAN_SCRATCH/messages.log"
 {{ {{ TRIVY_OUTPUT="$report" "$@"; echo "$?" > "$OCSCAN_SCRATCH/status"; }} 2>&1 1>&3 \
   | tee "$messages" >&2; }} 3>&1
-status=$(cat "$OCSCAN_SCRATCH/status")
+status=$(cat "$OCSCAN_SCRATCH/status" 2>/dev/null)
+case "$status" in
+  ''|*[!0-9]*) echo "scanner: Trivy's exit status was not recorded" >&2; exit 70 ;;
+esac
 if [ "$status" -ne 0 ]; then exit "$status"; fi
 size=$(wc -c < "$report" | tr -d ' ')
+case "$size" in
+  ''|*[!0-9]*) echo "scanner: Trivy wrote no report" >&2; exit 70 ;;
+esac
 if [ "$size" -gt "$OCSCAN_REPORT_CAP" ]; then
   echo "report_too_large: Trivy wrote $size bytes, above the cap of $OCSCAN_REPORT_CAP" >&2
   exit 65

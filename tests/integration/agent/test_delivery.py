@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -307,13 +309,36 @@ async def test_a_report_changed_since_listed_is_read_again_and_replaced(
     bare_cluster: tuple[KubeEmulator, Path],
 ) -> None:
     kube, kubeconfig = bare_cluster
+    store, log = kube.store, kube.request_log
+    rtype = store.registry.for_kind("aquasecurity.github.io/v1alpha1", "VulnerabilityReport")
+    assert rtype is not None
     document = report_of("default", "Deployment", "web", "uid-1")
     await write(kubeconfig, [document])
-    kube.faults.fail(verb="update", resource="vulnerabilityreports", status=409, times=1)
+    start = len(log.records())
 
+    def meddle() -> None:  # someone changes it after ocscan's list, before its replace lands
+        deadline = time.monotonic() + 10
+        while not [r for r in log.records()[start:] if r.resource.startswith("vuln")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        changed = store.get(rtype, "default", "deployment-web-app")
+        changed["metadata"].setdefault("annotations", {})["meddled"] = "yes"
+        store.update(rtype, "default", changed)
+
+    kube.faults.delay(1.0, verb="update", resource="vulnerabilityreports", times=1)
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
     summary = await write(kubeconfig, [document])
+    meddler.join()
 
     assert (summary.written, summary.errors) == (1, [])
+    calls = [(r.verb, r.code) for r in log.records()[start:] if r.resource.startswith("vuln")]
+    # The stale replace meets 409; the report is read again by name and replaced.
+    print("CALLS", [(r.verb, r.code, r.duration) for r in log.records()[start:]])
+    assert calls == [("list", 200), ("update", 409), ("list", 200), ("update", 200)]
+    assert "meddled" not in store.get(rtype, "default", "deployment-web-app")["metadata"].get(
+        "annotations", {}
+    )
 
 
 async def test_a_report_name_of_another_workload_or_tool_is_never_overwritten(

@@ -4,6 +4,8 @@ recorded, so tests can prove what never appeared in any of them."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -37,7 +39,9 @@ def recorder(sandbox: Sandbox) -> ObjectRecorder:
 @pytest.fixture
 def scratch_namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
     """A namespace of its own for one test, with the sandbox's pull secret."""
-    name = request.node.name.replace("_", "-").lower()[:40].strip("-")
+    readable = re.sub(r"[^a-z0-9-]+", "-", request.node.name.replace("_", "-").lower())
+    unique = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]  # parameters too
+    name = f"{readable[:33].strip('-')}-{unique}"
     sandbox.namespace(name)
     sandbox.pull_secret("registry-pull", name)
     return name

@@ -52,20 +52,29 @@ def test_a_report_above_the_cap_is_report_too_large(
     assert "above the cap of 1024" in entry.error.message  # type: ignore[attr-defined]
 
 
-def test_a_report_the_log_rotation_would_cut_is_report_too_large(
-    sandbox: Sandbox, scratch_namespace: str
+@pytest.mark.parametrize(
+    ("configured", "status", "words"),
+    [
+        (4096, "report_too_large", "containerLogMaxSize"),  # the scanner knows: it refuses
+        (None, "scanner_error", "no report frame"),  # it does not: the rotation cut the frame
+    ],
+)
+def test_a_report_the_log_rotation_would_cut_is_refused_when_the_limit_is_known(
+    sandbox: Sandbox, scratch_namespace: str, configured: int | None, status: str, words: str
 ) -> None:
-    """With the kubelet's log file size in the config, the scanner refuses a report whose
-    log would not fit one file, rather than leave a frame the rotation cuts."""
+    """The kubelet here rotates container logs at 4 KiB. With that size in the config the
+    scanner refuses the report as too large; without, the rotation cuts the frame, and the
+    scan fails (never with a partial report), but for a less helpful reason."""
     kubelet = sandbox.cluster.kubelet.config
     rotation, kubelet.container_log_max_size = kubelet.container_log_max_size, 4096
+    limit = {"log_max_bytes": configured} if configured else {}
     try:
         image = sandbox.image(SAMPLE_APP.repository).reference
-        entry = scan_one(sandbox, scratch_namespace, image, log_max_bytes=4096)
+        entry = scan_one(sandbox, scratch_namespace, image, **limit)
     finally:
         kubelet.container_log_max_size = rotation
-    assert entry.status == "report_too_large"  # type: ignore[attr-defined]
-    assert "containerLogMaxSize" in entry.error.message  # type: ignore[attr-defined]
+    assert entry.status == status  # type: ignore[attr-defined]
+    assert words in entry.error.message  # type: ignore[attr-defined]
 
 
 def test_an_image_tag_that_does_not_exist_is_not_found(

@@ -97,6 +97,25 @@ async def test_custom_resources_crud_with_lightkube(client: AsyncClient, crd: No
     assert listed == ["w1"]
 
 
+async def test_a_custom_resource_is_replaced_only_with_its_resource_version(
+    client: AsyncClient, crd: None
+) -> None:
+    """Custom resources allow no unconditional update: a replace must say which version."""
+    created = await client.create(Widget.from_dict(_widget("w2", {"size": 3})))
+    with pytest.raises(ApiError) as unversioned:
+        await client.replace(Widget.from_dict(_widget("w2", {"size": 4})))
+    status = unversioned.value.status
+    assert (status.code, status.reason) == (422, "Invalid")
+    assert status.message == (
+        'widgets.example.com "w2" is invalid: metadata.resourceVersion: Invalid value: 0x0:'
+        " must be specified for an update"
+    )
+    versioned = _widget("w2", {"size": 4})
+    versioned["metadata"]["resourceVersion"] = created.metadata.resourceVersion
+    replaced = await client.replace(Widget.from_dict(versioned))
+    assert replaced["spec"]["size"] == 4
+
+
 async def test_custom_resources_are_validated_against_the_schema(
     client: AsyncClient, crd: None
 ) -> None:

@@ -296,3 +296,18 @@ def test_a_daemonset_on_two_platforms_reports_each_platform() -> None:
         ("app", "linux/arm64"),
     ]
     assert report.cycle.images == 1 and report.cycle.scan_targets == 2
+
+
+def test_a_container_on_a_windows_node_is_reported_unscanned_not_clean() -> None:
+    nodes = {**NODES, "node-win": Platform("windows", "amd64")}
+    pods = [on_node(p, "node-win") for p in replicas("web", 1, "reg.a:5000/team/app:1", DIGEST_A)]
+    pods += [on_node(p, "node-x86") for p in replicas("api", 1, "reg.a:5000/team/app:1", DIGEST_A)]
+
+    plan = plan_scans(pods, OWNERS, {}, SECRETS, node_platforms=nodes)
+
+    (target,) = plan.targets
+    assert target.platform == AMD64 and {u.pod for u in target.uses} == {"api-0"}
+    (skipped,) = plan.unplanned
+    assert (skipped.use.pod, skipped.kind) == ("web-0", "scanner_error")
+    assert "Trivy scans Linux images only" in skipped.reason
+    assert "node node-win, a windows/amd64 node" in skipped.reason

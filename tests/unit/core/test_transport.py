@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocscan.sandbox.kube.runtime import CRI_RECORD_OVERHEAD
 from ocscan.scan.transport import (
     DEFAULT_LOG_MAX,
     REPORT_TOO_LARGE_EXIT,
@@ -111,21 +110,24 @@ def _script_log(
         ["sh", "-c", SCANNER_SCRIPT, "ocscan-scanner", str(fake)],
         env=env, capture_output=True, check=False,
     )  # fmt: skip
-    lines = done.stdout.splitlines() + done.stderr.splitlines()
-    on_disk = sum(len(line) + CRI_RECORD_OVERHEAD + 1 for line in lines)
-    return done, on_disk
+    return done, _on_disk(done.stdout) + _on_disk(done.stderr)
+
+
+# The longest CRI line prefix: CRI-O's conmon writes the time with a zone offset.
+CRIO_PREFIX = len("1997-03-25T13:20:42.999999999+01:00 stdout F ")
 
 
 def _on_disk(text: bytes) -> int:
-    return sum(len(line) + CRI_RECORD_OVERHEAD + 1 for line in text.splitlines())
+    return sum(len(line) + CRIO_PREFIX + 1 for line in text.splitlines())
 
 
 @pytest.mark.parametrize("messages", [0, 1000])
 def test_a_report_is_framed_only_when_the_whole_log_fits_one_log_file(
     tmp_path: Path, messages: int
 ) -> None:
-    """Whatever the script frames fits (no rotation can cut it); what it refuses would not
-    have fitted with more than 2 % to spare; Trivy's messages stay in the log either way."""
+    """Whatever the script frames fits (no rotation can cut it, even with CRI-O's longer line
+    prefix); what it refuses would not have fitted with more than 2 % to spare; Trivy's
+    messages stay in the log either way."""
     log_max = 256 * 1024
     outcomes = set()
     for report_bytes in range(40 * 1024, 200 * 1024, 6 * 1024):
@@ -142,3 +144,24 @@ def test_a_report_is_framed_only_when_the_whole_log_fits_one_log_file(
             assert would_be > log_max * 0.98
         outcomes.add(done.returncode)
     assert outcomes == {0, REPORT_TOO_LARGE_EXIT}  # the range crosses the limit
+
+
+def test_an_unrecorded_exit_status_fails_instead_of_framing_a_stale_report(
+    tmp_path: Path,
+) -> None:
+    """A full scratch volume can leave the status file empty: never frame what lies there."""
+    (tmp_path / "report.json").write_text('{"Results": []}')  # from nobody knows when
+    fake = tmp_path / "fake-trivy"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    status = tmp_path / "status"
+    status.mkdir()  # the script's `echo > status` fails, as on a full volume
+    env = {"PATH": os.environ["PATH"], "OCSCAN_SCRATCH": str(tmp_path),
+           "OCSCAN_REPORT_CAP": "100000", "OCSCAN_LOG_MAX": str(DEFAULT_LOG_MAX)}  # fmt: skip
+    done = subprocess.run(
+        ["sh", "-c", SCANNER_SCRIPT, "ocscan-scanner", str(fake)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 70, done.stderr
+    assert "exit status was not recorded" in done.stderr
+    assert "ocscan-report-begin" not in done.stdout

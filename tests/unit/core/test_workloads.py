@@ -58,12 +58,24 @@ def _node(labels: dict[str, str], os_name: str | None, arch: str | None) -> Node
     )
 
 
-def test_a_nodes_platform_comes_from_its_labels_then_from_its_kubelet() -> None:
-    labelled = _node({OS_LABEL: "linux", ARCH_LABEL: "arm64"}, "linux", "amd64")
-    assert node_platform(labelled) == Platform("linux", "arm64")
+def test_a_nodes_platform_comes_from_its_kubelet_then_from_its_labels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     assert node_platform(_node({}, "linux", "arm64")) == Platform("linux", "arm64")
+    labelled_only = _node({OS_LABEL: "linux", ARCH_LABEL: "arm64"}, None, None)
+    assert node_platform(labelled_only) == Platform("linux", "arm64")
     assert node_platform(_node({}, None, None)) is None
     assert node_platform(NodeView()) is None
+    # Labels can be edited by whoever may patch Nodes; the kubelet's report wins, loudly.
+    relabelled = _node({OS_LABEL: "linux", ARCH_LABEL: "arm64"}, "linux", "amd64")
+    assert node_platform(relabelled) == Platform("linux", "amd64")
+    assert "labelled linux/arm64 but its kubelet reports linux/amd64" in caplog.text
+
+
+def test_a_32_bit_arm_node_runs_the_arm_v7_entry() -> None:
+    # Official images list linux/arm/v6 and linux/arm/v7; Trivy given linux/arm takes the
+    # first, while a kubelet's containerd runs v7.
+    assert node_platform(_node({}, "linux", "arm")) == Platform("linux", "arm", "v7")
 
 
 def test_a_node_with_a_malformed_architecture_has_no_platform(

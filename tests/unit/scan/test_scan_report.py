@@ -40,6 +40,7 @@ def test_recorded_reports_parse_to_image_and_findings(name: str) -> None:
     assert result.image.digest == DIGEST
     assert result.image.os is not None
     assert (result.image.os.family, result.image.os.name) == ("alpine", "3.19.1")
+    assert result.image.platform == "linux/amd64"  # from the image's config
     assert [(f.severity, f.vulnerability_id, f.package_name) for f in result.findings] == [
         (Severity.HIGH, "CVE-2025-26519", "musl"),
         (Severity.MEDIUM, "CVE-2024-0727", "libcrypto3"),
@@ -152,6 +153,7 @@ def test_json_output_uses_ocscan_field_names() -> None:
         "reference": IMAGE,
         "digest": DIGEST,
         "os": {"family": "alpine", "name": "3.19.1"},
+        "platform": "linux/amd64",
     }
     assert set(dumped["findings"][0]) == {
         "vulnerability_id",

@@ -100,6 +100,17 @@ class ApiError(SandboxError):
         )
 
     @classmethod
+    def resource_version_required(cls, rtype: ResourceType, name: str) -> ApiError:
+        """422 for an update without ``metadata.resourceVersion`` of a type whose strategy
+        allows no unconditional update (custom resources), in the API server's words."""
+        field = "metadata.resourceVersion"
+        message = "Invalid value: 0x0: must be specified for an update"
+        details = _details(rtype, name)
+        details["causes"] = [{"reason": "FieldValueInvalid", "message": message, "field": field}]
+        text = f'{rtype.group_resource} "{name}" is invalid: {field}: {message}'
+        return cls(422, "Invalid", text, details)
+
+    @classmethod
     def invalid(
         cls, rtype: ResourceType, name: str, causes: list[tuple[str, str, str]]
     ) -> ApiError:

@@ -567,6 +567,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError.bad_request(
                 f"the name of the object ({name}) does not match the name on the URL ({info.name})"
             )
+        if rtype.is_custom and not (obj.get("metadata") or {}).get("resourceVersion"):
+            raise ApiError.resource_version_required(rtype, str(name))
         store = self.emulator.store
         options = _write_options(query, call.identity)
         if info.subresource == "status":
