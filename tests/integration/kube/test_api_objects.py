@@ -181,7 +181,7 @@ async def test_an_event_about_an_object_in_another_namespace_is_invalid(
     assert 'Invalid value: "": does not match event.namespace' in empty.value.status.message
     # ...or, for an Event with eventTime, also to kube-system; a mismatch is not checked then.
     new_style = {
-        "eventTime": "2024-01-01T00:00:00.000000Z",
+        "eventTime": "2024-01-01T00:00:00.000001Z",  # lightkube drops a zero fraction
         "action": "Test",
         "reportingComponent": "tester",
         "reportingInstance": "tester-1",

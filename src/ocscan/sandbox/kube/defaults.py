@@ -27,6 +27,13 @@ def tracks_generation(rtype: ResourceType) -> bool:
     return rtype.is_custom or rtype.group not in _NO_GENERATION_GROUPS
 
 
+def allows_unconditional_update(rtype: ResourceType) -> bool:
+    """Whether a PUT without ``metadata.resourceVersion`` is allowed (the strategy's
+    ``AllowUnconditionalUpdate``): not for custom resources, nor for Leases, whose writers
+    must always say which version they read."""
+    return not rtype.is_custom and rtype != r.LEASES
+
+
 def reset_status(rtype: ResourceType, obj: JsonObject) -> None:
     """Replace a new object's status with what the API server starts it with."""
     if rtype == r.NODES:

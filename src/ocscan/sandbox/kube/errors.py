@@ -102,7 +102,7 @@ class ApiError(SandboxError):
     @classmethod
     def resource_version_required(cls, rtype: ResourceType, name: str) -> ApiError:
         """422 for an update without ``metadata.resourceVersion`` of a type whose strategy
-        allows no unconditional update (custom resources), in the API server's words."""
+        allows no unconditional update (custom resources, Leases), in the API server's words."""
         field = "metadata.resourceVersion"
         message = "Invalid value: 0x0: must be specified for an update"
         details = _details(rtype, name)

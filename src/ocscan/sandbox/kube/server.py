@@ -36,6 +36,7 @@ import yaml
 from ocscan.sandbox.kube import discovery, openapi, protobuf
 from ocscan.sandbox.kube import resources as r
 from ocscan.sandbox.kube.auth import ANONYMOUS, Identity, TokenAuthenticator
+from ocscan.sandbox.kube.defaults import allows_unconditional_update
 from ocscan.sandbox.kube.errors import ApiError
 from ocscan.sandbox.kube.faults import Effects, FaultInjector
 from ocscan.sandbox.kube.jsondata import JsonObject
@@ -567,7 +568,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError.bad_request(
                 f"the name of the object ({name}) does not match the name on the URL ({info.name})"
             )
-        if rtype.is_custom and not (obj.get("metadata") or {}).get("resourceVersion"):
+        if not allows_unconditional_update(rtype) and not (obj.get("metadata") or {}).get(
+            "resourceVersion"
+        ):
             raise ApiError.resource_version_required(rtype, str(name))
         store = self.emulator.store
         options = _write_options(query, call.identity)

@@ -3,12 +3,13 @@
 Three steps, in the API server's order:
 
 * unknown fields are dropped, or, with ``fieldValidation=Strict``, rejected (400, "strict
-  decoding error: unknown field ..."), as decoding into the Go types does;
+  decoding error: unknown field ..."), and a ``MicroTime`` without its six fractional digits
+  is a 400, as decoding into the Go types does;
 * the object is checked against the Kubernetes OpenAPI schema shipped by
   ``kubernetes-validate`` (or a CRD's ``openAPIV3Schema``);
 * a few semantic rules the schema cannot express (names, labels, pod containers need an
   image, workload selectors must match their template, docker config secrets, an Event's
-  namespace must match its involved object's...).
+  namespace must match its involved object's, a Lease's duration is positive...).
 
 A failed check is a list of causes ``(reason, field, message)`` for a 422 Invalid.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 import threading
@@ -155,7 +157,13 @@ class SchemaValidator:
 
         Unknown fields under ``strict`` raise a 400 BadRequest, as strict decoding does.
         """
-        unknown = prune_unknown_fields(self, rtype, obj)
+        decoded = prune_unknown_fields(self, rtype, obj)
+        if decoded.errors:
+            raise ApiError.bad_request(
+                f'{rtype.kind} in version "{rtype.version}" cannot be handled as a '
+                f"{rtype.kind}: {decoded.errors[0]}"
+            )
+        unknown = decoded.unknown
         if unknown and strict:
             fields = ", ".join(f'unknown field "{f}"' for f in unknown)
             raise ApiError.bad_request(
@@ -270,14 +278,42 @@ def _json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-# Unknown fields -----------------------------------------------------------------------------
+# Decoding: unknown fields, MicroTimes -------------------------------------------------------
+
+_MICRO_TIME_REF = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
+_RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+
+
+@dataclasses.dataclass
+class Decoded:
+    """What decoding into the Go types found: dropped unknown fields (their paths) and
+    values that do not decode (Go's error), as the API server's decoder does."""
+
+    unknown: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def micro_time_error(value: str) -> str | None:
+    """Go's ``time.Parse`` error for a ``metav1.MicroTime`` that is not RFC 3339 with exactly
+    six fractional digits (whole seconds do not decode), else None."""
+    prefix = f'parsing time "{value}" as "{_RFC3339_MICRO}": cannot parse '
+    if not re.match(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", value):
+        return prefix + f'"{value}" as "2006"'
+    fraction = value[19:]
+    if not re.match(r"\.\d{6}", fraction):
+        return prefix + f'"{fraction}" as ".000000"'
+    zone = fraction[7:]
+    if not re.fullmatch(r"Z|[+-]\d{2}:\d{2}", zone):
+        return prefix + f'"{zone}" as "Z07:00"'
+    return None
 
 
 def prune_unknown_fields(
     validator: SchemaValidator, rtype: ResourceType, obj: JsonObject
-) -> list[str]:
-    """Remove fields the schema does not know; returns their paths."""
-    unknown: list[str] = []
+) -> Decoded:
+    """Remove fields the schema does not know (their paths are ``unknown``) and check the
+    values whose Go types decode them strictly."""
+    decoded = Decoded()
     schemas = validator.schemas
     if rtype.is_custom:
         root: dict[str, Any] | None = dict(rtype.schema or {})
@@ -285,16 +321,16 @@ def prune_unknown_fields(
         for envelope in ("apiVersion", "kind", "metadata"):
             properties[envelope] = {"x-kubernetes-preserve-unknown-fields": True}
         root = dict(root or {}, properties=properties)
-        _prune(schemas, root, obj, [], unknown, custom=True)
+        _prune(schemas, root, obj, [], decoded, custom=True)
         meta_name = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
         if isinstance(obj.get("metadata"), dict):
             meta_schema = schemas.definitions().get(meta_name)
-            _prune(schemas, meta_schema, obj["metadata"], ["metadata"], unknown, custom=False)
+            _prune(schemas, meta_schema, obj["metadata"], ["metadata"], decoded, custom=False)
     else:
         name = schemas.definition_name(rtype)
         if name is not None:
-            _prune(schemas, schemas.definitions()[name], obj, [], unknown, custom=False)
-    return unknown
+            _prune(schemas, schemas.definitions()[name], obj, [], decoded, custom=False)
+    return decoded
 
 
 def _prune(
@@ -302,10 +338,14 @@ def _prune(
     schema: dict[str, Any] | None,
     value: Any,
     path: list[str | int],
-    unknown: list[str],
+    decoded: Decoded,
     *,
     custom: bool,
 ) -> None:
+    if not custom and schema and schema.get("$ref") == _MICRO_TIME_REF:
+        if isinstance(value, str) and (error := micro_time_error(value)):
+            decoded.errors.append(error)
+        return
     schema = schema if custom else schemas.resolve(schema)
     if not schema or schema.get("x-kubernetes-preserve-unknown-fields"):
         return
@@ -316,15 +356,15 @@ def _prune(
             return  # free-form object (RawExtension, JSON)
         for key in list(value):
             if properties is not None and key in properties:
-                _prune(schemas, properties[key], value[key], [*path, key], unknown, custom=custom)
+                _prune(schemas, properties[key], value[key], [*path, key], decoded, custom=custom)
             elif isinstance(additional, dict):
-                _prune(schemas, additional, value[key], [*path, key], unknown, custom=custom)
+                _prune(schemas, additional, value[key], [*path, key], decoded, custom=custom)
             else:
-                unknown.append(path_string([*path, key]))
+                decoded.unknown.append(path_string([*path, key]))
                 del value[key]
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
-            _prune(schemas, schema["items"], item, [*path, index], unknown, custom=custom)
+            _prune(schemas, schema["items"], item, [*path, index], decoded, custom=custom)
 
 
 # Semantic rules -----------------------------------------------------------------------------
@@ -353,6 +393,8 @@ def semantic_causes(rtype: ResourceType, obj: JsonObject) -> list[Cause]:
         return _secret_causes(obj)
     if rtype == r.EVENTS:
         return _event_causes(obj)
+    if rtype == r.LEASES and spec is not None:
+        return _lease_causes(spec)
     return []
 
 
@@ -453,7 +495,8 @@ def _secret_causes(obj: JsonObject) -> list[Cause]:
 
 
 def _event_causes(obj: JsonObject) -> list[Cause]:
-    """The API server's rule tying ``involvedObject.namespace`` to the Event's namespace."""
+    """The core/v1 rules (``legacyValidateEvent``): ``involvedObject.namespace`` against the
+    Event's namespace and, for a "new" Event (with ``eventTime``), its reporting fields."""
     namespace = str((obj.get("metadata") or {}).get("namespace") or "")
     involved = str((obj.get("involvedObject") or {}).get("namespace") or "")
     if obj.get("eventTime"):
@@ -464,12 +507,70 @@ def _event_causes(obj: JsonObject) -> list[Cause]:
     else:
         # A cluster-scoped object: its Events go to "default", for old clients.
         matches = namespace in ("", "default")
-    if matches:
-        return []
-    return [
-        (
-            "FieldValueInvalid",
-            "involvedObject.namespace",
-            f'Invalid value: "{involved}": does not match event.namespace',
+    causes: list[Cause] = []
+    if not matches:
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "involvedObject.namespace",
+                f'Invalid value: "{involved}": does not match event.namespace',
+            )
         )
-    ]
+    if obj.get("eventTime"):
+        causes.extend(_new_event_causes(obj))
+    return causes
+
+
+# Limits of pkg/apis/core/validation/events.go.
+_EVENT_LIMITS = (("reportingInstance", 128), ("action", 128), ("reason", 128), ("message", 1024))
+
+
+def _new_event_causes(obj: JsonObject) -> list[Cause]:
+    """An Event with ``eventTime`` needs its reporting controller (a qualified name),
+    instance, action and reason, each within its length limit."""
+    causes: list[Cause] = []
+    controller = str(obj.get("reportingComponent") or "")
+    if not controller:
+        causes.append(("FieldValueRequired", "reportingController", "Required value"))
+    elif not _valid_qualified_name(controller):
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "reportingController",
+                f'Invalid value: "{controller}": name part must consist of alphanumeric '
+                "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                "character",
+            )
+        )
+    for name, limit in _EVENT_LIMITS:
+        value = str(obj.get(name) or "")
+        if not value and name != "message":
+            causes.append(("FieldValueRequired", name, "Required value"))
+        elif len(value) > limit:
+            message = f'Invalid value: "": can have at most {limit} characters'
+            causes.append(("FieldValueInvalid", name, message))
+    return causes
+
+
+def _lease_causes(spec: dict[str, Any]) -> list[Cause]:
+    """``ValidateLeaseSpec``: a positive duration, no negative transition count."""
+    causes: list[Cause] = []
+    duration = spec.get("leaseDurationSeconds")
+    if isinstance(duration, int) and duration <= 0:
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.leaseDurationSeconds",
+                f"Invalid value: {duration}: must be greater than 0",
+            )
+        )
+    transitions = spec.get("leaseTransitions")
+    if isinstance(transitions, int) and transitions < 0:
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.leaseTransitions",
+                f"Invalid value: {transitions}: must be greater than or equal to 0",
+            )
+        )
+    return causes
