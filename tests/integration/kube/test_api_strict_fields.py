@@ -119,3 +119,52 @@ def test_an_event_with_event_time_needs_its_reporting_fields(kube: KubeEmulator)
         del event["eventTime"]
         accepted = http.post("/api/v1/namespaces/default/events", json=event)
         assert accepted.status_code == 201, accepted.text
+
+
+def _job(resources: dict[str, object], size_limit: str = "1Gi") -> dict[str, object]:
+    container = {"name": "scanner", "image": "registry.test/scanner:1", "resources": resources}
+    return {
+        "metadata": {"name": "scan"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container],
+                    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": size_limit}}],
+                }
+            }
+        },
+    }
+
+
+def test_a_request_above_its_limit_is_invalid(kube: KubeEmulator) -> None:
+    """ValidateResourceRequirements compares quantities, whatever their units."""
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+    too_much = {"requests": {"memory": "2Gi", "cpu": "100m"}, "limits": {"memory": "1536Mi"}}
+    with admin_http(kube) as http:
+        refused = http.post(jobs, json=_job(too_much))
+        assert refused.status_code == 422
+        assert refused.json()["message"] == (
+            'Job.batch "scan" is invalid: spec.template.spec.containers[0].resources.requests: '
+            'Invalid value: "2Gi": must be less than or equal to memory limit of 1536Mi'
+        )
+        negative = http.post(jobs, json=_job({"requests": {"cpu": "-1"}}))
+        assert negative.status_code == 422
+        assert negative.json()["details"]["causes"][0]["field"] == (
+            "spec.template.spec.containers[0].resources.requests[cpu]"
+        )
+        fits = {"requests": {"memory": "1536Mi", "cpu": "0.1"}, "limits": {"memory": "1.5Gi"}}
+        accepted = http.post(jobs, json=_job(fits))
+        assert accepted.status_code == 201, accepted.text
+
+
+def test_a_malformed_quantity_does_not_decode(kube: KubeEmulator) -> None:
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+    with admin_http(kube) as http:
+        for resources, size_limit in (({"limits": {"memory": "1GB"}}, "1Gi"), ({}, "4 Gi")):
+            refused = http.post(jobs, json=_job(resources, size_limit))
+            assert refused.status_code == 400
+            assert refused.json()["message"] == (
+                'Job in version "v1" cannot be handled as a Job: quantities must match the '
+                "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+            )

@@ -31,6 +31,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from ocscan.sandbox.kube import resources as r
 from ocscan.sandbox.kube.errors import ApiError
 from ocscan.sandbox.kube.jsondata import JsonObject
+from ocscan.sandbox.kube.quantity import QuantityError, parse_quantity
 from ocscan.sandbox.kube.resources import ResourceType
 from ocscan.sandbox.kube.schemas import KubernetesSchemas
 from ocscan.sandbox.kube.selectors import selector_from_object
@@ -280,7 +281,6 @@ def _json_type(value: Any) -> str:
 
 # Decoding: unknown fields, MicroTimes -------------------------------------------------------
 
-_MICRO_TIME_REF = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
 _RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
 
 
@@ -306,6 +306,21 @@ def micro_time_error(value: str) -> str | None:
     if not re.fullmatch(r"Z|[+-]\d{2}:\d{2}", zone):
         return prefix + f'"{zone}" as "Z07:00"'
     return None
+
+
+def _quantity_error(value: str) -> str | None:
+    try:
+        parse_quantity(value)
+    except QuantityError as error:
+        return str(error)
+    return None
+
+
+# Go types whose JSON decoding checks a string's form: their ``$ref`` -> the error, if any.
+_STRING_DECODERS = {
+    "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime": micro_time_error,
+    "#/$defs/io.k8s.apimachinery.pkg.api.resource.Quantity": _quantity_error,
+}
 
 
 def prune_unknown_fields(
@@ -342,8 +357,9 @@ def _prune(
     *,
     custom: bool,
 ) -> None:
-    if not custom and schema and schema.get("$ref") == _MICRO_TIME_REF:
-        if isinstance(value, str) and (error := micro_time_error(value)):
+    decoder = _STRING_DECODERS.get(schema.get("$ref", "")) if schema and not custom else None
+    if decoder is not None:
+        if isinstance(value, str) and (error := decoder(value)):
             decoded.errors.append(error)
         return
     schema = schema if custom else schemas.resolve(schema)
@@ -423,6 +439,42 @@ def _pod_spec_causes(spec: dict[str, Any], path: Sequence[str | int]) -> list[Ca
                     )
                 )
             seen.add(str(name))
+            causes.extend(_resources_causes(container.get("resources"), [*where, "resources"]))
+    return causes
+
+
+def _resources_causes(resources: Any, path: Sequence[str | int]) -> list[Cause]:
+    """``ValidateResourceRequirements``: no negative quantity, no request above its limit."""
+    if not isinstance(resources, dict):
+        return []
+    causes: list[Cause] = []
+    values: dict[str, dict[str, tuple[str, Any]]] = {}
+    for group in ("limits", "requests"):
+        for name, text in (resources.get(group) or {}).items():
+            try:
+                quantity = parse_quantity(str(text))
+            except QuantityError:
+                continue  # a decoding error, reported before validation
+            values.setdefault(group, {})[name] = (str(text), quantity)
+            if quantity < 0:
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        path_string([*path, group]) + f"[{name}]",
+                        f'Invalid value: "{text}": must be greater than or equal to 0',
+                    )
+                )
+    limits = values.get("limits", {})
+    for name, (text, quantity) in values.get("requests", {}).items():
+        if name in limits and quantity > limits[name][1]:
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    path_string([*path, "requests"]),
+                    f'Invalid value: "{text}": must be less than or equal to {name} limit '
+                    f"of {limits[name][0]}",
+                )
+            )
     return causes
 
 
