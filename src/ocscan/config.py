@@ -6,6 +6,7 @@ default; :func:`load_config` reports the key's path.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from ocscan.agent.schedule import schedule_problem
 from ocscan.errors import OcscanError
+from ocscan.kube.quantity import QuantityError, parse_quantity
 from ocscan.kube.selector import parse_label_selector
 
 
@@ -39,6 +42,9 @@ class Toleration(_Strict):
     value: str | None = None
     effect: str | None = None
     tolerationSeconds: int | None = None
+
+
+DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "512Mi"}
 
 
 class ScannerConfig(_Strict):
@@ -99,8 +105,9 @@ class ScannerConfig(_Strict):
         " (their Secret is still deleted at once).",
     )
     requests: dict[str, str] = Field(
-        default_factory=lambda: {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "512Mi"},
-        description="Resource requests of the scanner container.",
+        default_factory=lambda: dict(DEFAULT_REQUESTS),
+        description="Resource requests of the scanner container; when only limits are set,"
+        " a default request above its limit is lowered to it.",
     )
     limits: dict[str, str] = Field(
         default_factory=lambda: {"memory": "1Gi", "ephemeral-storage": "4Gi"},
@@ -117,6 +124,52 @@ class ScannerConfig(_Strict):
         None,
         description="ConfigMap in the agent namespace whose `ca.crt` is trusted for registries.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_requests_within_limits(cls, data: Any) -> Any:
+        """Lower a default request above a limit the user set (a request the user wrote is
+        checked, not changed): Kubernetes refuses a pod whose request exceeds its limit."""
+        if not isinstance(data, dict) or "requests" in data:
+            return data
+        limits = data.get("limits")
+        if not isinstance(limits, dict):
+            return data
+        requests = dict(DEFAULT_REQUESTS)
+        for resource, limit in limits.items():
+            with contextlib.suppress(QuantityError, TypeError):  # the field says what is wrong
+                if resource in requests and _value(requests[resource]) > _value(limit):
+                    requests[resource] = str(limit)
+        return {**data, "requests": requests}
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
+        for resource, quantity in value.items():
+            try:
+                parse_quantity(quantity)
+            except QuantityError as error:
+                raise ValueError(f"{resource}: {quantity!r} is not a quantity ({error})") from None
+        return value
+
+    @field_validator("limits")
+    @classmethod
+    def _requests_within_limits(
+        cls, limits: dict[str, str], info: ValidationInfo
+    ) -> dict[str, str]:
+        requests = info.data.get("requests") or {}
+        for resource, limit in limits.items():
+            request = requests.get(resource)
+            if request is not None and _value(request) > _value(limit):
+                raise ValueError(
+                    f"the {resource} request ({request}) is above its limit ({limit}):"
+                    " Kubernetes would refuse every scanner pod"
+                )
+        return limits
+
+
+def _value(quantity: object) -> Any:
+    return parse_quantity(str(quantity))
 
 
 class TargetsConfig(_Strict):

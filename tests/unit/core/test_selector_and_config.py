@@ -62,3 +62,26 @@ def test_valid_file(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.targets.namespaces == ["shop"]
     assert config.scanner.concurrency == 4
+
+
+def test_default_requests_above_a_limit_set_alone_are_lowered_to_it() -> None:
+    # Kubernetes refuses a pod whose request exceeds its limit; the user wrote only limits.
+    scanner = parse_config({"scanner": {"limits": {"memory": "24Mi"}}}).scanner
+    assert scanner.limits == {"memory": "24Mi"}
+    assert scanner.requests == {"cpu": "100m", "memory": "24Mi", "ephemeral-storage": "512Mi"}
+
+
+def test_requests_the_user_wrote_above_their_limits_are_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"scanner": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1024Mi"}}})
+    message = str(caught.value)
+    assert "scanner.limits" in message
+    assert "the memory request (2Gi) is above its limit (1024Mi)" in message
+
+
+@pytest.mark.parametrize("field", ["requests", "limits"])
+def test_malformed_quantities_are_named(field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"scanner": {field: {"memory": "1GB"}}})
+    assert f"scanner.{field}" in str(caught.value)
+    assert "memory: '1GB' is not a quantity" in str(caught.value)

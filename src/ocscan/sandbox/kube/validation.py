@@ -28,10 +28,10 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from ocscan.kube.quantity import QuantityError, parse_quantity
 from ocscan.sandbox.kube import resources as r
 from ocscan.sandbox.kube.errors import ApiError
 from ocscan.sandbox.kube.jsondata import JsonObject
-from ocscan.sandbox.kube.quantity import QuantityError, parse_quantity
 from ocscan.sandbox.kube.resources import ResourceType
 from ocscan.sandbox.kube.schemas import KubernetesSchemas
 from ocscan.sandbox.kube.selectors import selector_from_object
