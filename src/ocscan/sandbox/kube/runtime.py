@@ -504,8 +504,15 @@ class ContainerProcess:
             time.sleep(MEMORY_SAMPLE_INTERVAL)
         self._signal_group(signal.SIGKILL)
         with self._lock:
-            returncode = popen.wait()
+            _, wait_status, usage = os.wait4(self.pid, 0)
+            popen.returncode = returncode = os.waitstatus_to_exitcode(wait_status)
             self._reaped = True
+        limit = self.spec.memory_limit
+        if limit is not None and not self._oom_killed and usage.ru_maxrss * 1024 > limit:
+            # A cgroup limit holds at every instant: a peak between two samples (one process's
+            # own, so less than the tree's) is an OOM kill all the same.
+            self._oom_killed = True
+            returncode = -signal.SIGKILL
         self.log.close()
         self.status = ExitStatus(
             exit_code=128 - returncode if returncode < 0 else returncode,
