@@ -19,7 +19,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import httpx2
@@ -34,7 +34,7 @@ from ocscan.kube.retry import describe, retrying
 from ocscan.registry.credential import RegistryCredential
 from ocscan.registry.keyring import CredentialMatch
 from ocscan.registry.reference import ImageReference
-from ocscan.scan.failure import FailureKind, ScanFailure, classify_failure, redact
+from ocscan.scan.failure import FailureKind, ScanFailure, redact
 from ocscan.scan.outcome import ScanOutcome
 from ocscan.scan.plan import ScanTarget
 from ocscan.scan.podspec import (
@@ -43,9 +43,16 @@ from ocscan.scan.podspec import (
     credential_secret,
     scanner_job,
 )
-from ocscan.scan.podwatch import PodTracker, ScannerPodGoneError, pod_summary
-from ocscan.scan.report import ReportError, ScanResult, parse_report
-from ocscan.scan.transport import REPORT_TOO_LARGE_EXIT, TransportError, unframe_report
+from ocscan.scan.podstate import (
+    done,
+    interpret,
+    pod_summary,
+    started_done_or_stuck,
+    started_or_done,
+    stuck,
+)
+from ocscan.scan.podwatch import PodTracker, ScannerPodGoneError
+from ocscan.scan.report import ScanResult
 from ocscan.scan.trivy_command import ClientServer, build_trivy_command
 
 log = logging.getLogger(__name__)
@@ -55,91 +62,10 @@ _Created = TypeVar("_Created", Job, Secret)
 # While a scan's Job has no pod yet, how often to look for the reason in its Events.
 JOB_CHECK_SECONDS = 5.0
 
-# Waiting reasons that no amount of waiting fixes: fail the scan at once.
-STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerError",
-        "RunContainerError",
-    }
-)
-
 
 def target_key(reference: ImageReference) -> str:
     """A short, label-safe id of a target."""
     return hashlib.sha256(str(reference).encode()).hexdigest()[:16]
-
-
-def _started_or_done(pod: Pod) -> bool:
-    status = pod.status
-    if status is None:
-        return False
-    if status.phase in ("Succeeded", "Failed"):
-        return True
-    return any(
-        cs.state is not None and (cs.state.running or cs.state.terminated)
-        for cs in status.containerStatuses or ()
-    )
-
-
-def _stuck(pod: Pod) -> str | None:
-    """``reason: message`` when the scanner container cannot start by itself."""
-    for cs in (pod.status and pod.status.containerStatuses) or ():
-        waiting = cs.state.waiting if cs.state else None
-        if waiting is not None and waiting.reason in STUCK_REASONS:
-            return f"{waiting.reason}: {waiting.message or ''}".strip()
-    return None
-
-
-def _started_done_or_stuck(pod: Pod) -> bool:
-    return _started_or_done(pod) or _stuck(pod) is not None
-
-
-def _done(pod: Pod) -> bool:
-    return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
-
-
-def _terminated(pod: Pod) -> Any:
-    for cs in (pod.status and pod.status.containerStatuses) or ():
-        if cs.name == SCANNER_CONTAINER and cs.state is not None and cs.state.terminated:
-            return cs.state.terminated
-    return None
-
-
-def interpret(
-    pod: Pod,
-    log_text: str,
-    *,
-    image: str,
-    report_cap: int,
-    secrets: Sequence[str] = (),
-) -> ScanResult | ScanFailure:
-    """Turn a finished scanner pod and its log into a result or a classified failure."""
-    status = pod.status
-    terminated = _terminated(pod)
-    if status is not None and status.reason == "DeadlineExceeded":
-        message = f"scanner pod exceeded its deadline: {status.message or 'no message'}"
-        return ScanFailure(kind=FailureKind.TIMEOUT, message=redact(message, secrets))
-    if terminated is not None and terminated.reason == "OOMKilled":
-        return ScanFailure(
-            kind=FailureKind.OOM,
-            message="the scanner ran out of memory (OOMKilled); raise scanner.limits.memory",
-        )
-    exit_code = terminated.exitCode if terminated is not None else None
-    if exit_code == REPORT_TOO_LARGE_EXIT:
-        line = next((ln for ln in log_text.splitlines() if "report_too_large" in ln), "")
-        return ScanFailure(kind=FailureKind.REPORT_TOO_LARGE, message=line.strip())
-    if exit_code != 0:
-        return classify_failure(exit_code, log_text, secrets=secrets)
-    try:
-        return parse_report(unframe_report(log_text, cap=report_cap), image=image)
-    except TransportError as error:
-        return ScanFailure(kind=FailureKind(error.kind), message=redact(error.message, secrets))
-    except ReportError as error:
-        return ScanFailure(kind=FailureKind.SCANNER_ERROR, message=redact(str(error), secrets))
 
 
 class ScanExecutor:
@@ -253,15 +179,15 @@ class ScanExecutor:
                 if isinstance(started, ScanFailure):
                     return ScanFailure(kind=started.kind, message=redact(started.message, scrub))
                 pod = started
-                if not _started_or_done(pod):
+                if not started_or_done(pod):
                     return ScanFailure(
                         kind=FailureKind.SCANNER_ERROR,
                         message=f"scanner pod {self.namespace}/{_name_of(pod)} did not start: "
-                        + redact(_stuck(pod) or pod_summary(pod), scrub),
+                        + redact(stuck(pod) or pod_summary(pod), scrub),
                     )
                 if secret_attempted:
                     secret_attempted = not await self._delete_secret(name)
-                pod = await self._tracker.wait_for(name, _done)
+                pod = await self._tracker.wait_for(name, done)
             pod_name = _name_of(pod)
             log_text = await retrying(
                 lambda: self._read_log(pod_name), what=f"read log of {self.namespace}/{pod_name}"
@@ -333,7 +259,7 @@ class ScanExecutor:
                 while True:
                     try:
                         async with asyncio.timeout(JOB_CHECK_SECONDS):
-                            return await self._tracker.wait_for(name, _started_done_or_stuck)
+                            return await self._tracker.wait_for(name, started_done_or_stuck)
                     except TimeoutError:
                         if self._tracker.latest(name) is not None:
                             continue  # it has a pod: wait_for follows it

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx2
 from lightkube import AsyncClient
@@ -24,6 +23,7 @@ from lightkube.types import OnErrorAction, OnErrorResult, on_error_retry
 from ocscan.errors import OcscanError
 from ocscan.kube.retry import is_transient
 from ocscan.scan.podspec import SCAN_LABEL, SCANNER_SELECTOR
+from ocscan.scan.podstate import pod_summary
 
 log = logging.getLogger(__name__)
 
@@ -205,20 +205,3 @@ def _created(pod: Pod) -> tuple[str, str]:
     meta = pod.metadata
     stamp = meta.creationTimestamp if meta else None
     return (stamp.isoformat() if stamp is not None else "", (meta and meta.name) or "")
-
-
-def pod_summary(pod: Any) -> str:
-    """A short description of a pod's state for messages."""
-    status = pod.status
-    if status is None:
-        return "no status yet"
-    parts = [status.phase or "Unknown"]
-    if status.reason:
-        parts.append(status.reason)
-    for cs in status.containerStatuses or ():
-        state = cs.state
-        if state and state.waiting:
-            parts.append(f"{state.waiting.reason}: {state.waiting.message or ''}".strip())
-        elif state and state.terminated:
-            parts.append(f"terminated {state.terminated.reason} ({state.terminated.exitCode})")
-    return ", ".join(parts)
