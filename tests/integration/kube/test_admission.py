@@ -39,18 +39,19 @@ async def test_every_namespace_gets_a_default_service_account_and_root_ca(
     await client.create(Namespace.from_dict({"metadata": {"name": "team-a"}}))
     accounts = await eventually(lambda: _names(client, "team-a"), bool)
     assert accounts == ["default"]
-    ca = await client.get(ConfigMap, "kube-root-ca.crt", namespace="team-a")
+    # The controller writes the account and the ConfigMap one after the other.
+    ca = await eventually(lambda: _get(client, ConfigMap, "kube-root-ca.crt"), bool)
     assert ca.data == {"ca.crt": "CA PEM"}
     await client.delete(ServiceAccount, "default", namespace="team-a")
+    await eventually(lambda: _get(client, ServiceAccount, "default"), bool)
 
-    async def recreated() -> bool:
-        try:
-            await client.get(ServiceAccount, "default", namespace="team-a")
-        except ApiError:
-            return False
-        return True
 
-    await eventually(recreated, bool)
+async def _get(client: AsyncClient, kind: Any, name: str) -> Any:
+    """``kind`` ``name`` in team-a, or None while it does not exist."""
+    try:
+        return await client.get(kind, name, namespace="team-a")
+    except ApiError:
+        return None
 
 
 async def test_pull_secrets_are_copied_only_into_pods_that_list_none(

@@ -110,8 +110,9 @@ def test_memory_limit_kills_the_tree_with_oom(tmp_path: Path) -> None:
 
 
 def test_a_peak_between_two_samples_is_an_oom_kill_all_the_same(tmp_path: Path) -> None:
-    # 200 MB for a moment, freed long before the next sample: a cgroup would not have let it.
-    spike = "x = b'x' * 200_000_000; del x"
+    # 200 MB for a moment, freed before the next sample can see it resident: a cgroup would
+    # not have let it happen.
+    spike = "import time; x = b'x' * 200_000_000; del x; time.sleep(1)"
     status = finish(run(["python", "-c", spike], tmp_path, memory_limit=64 * 1024 * 1024))
     assert status.oom_killed
     assert (status.exit_code, status.signal) == (137, signal.SIGKILL)

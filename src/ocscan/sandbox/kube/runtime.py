@@ -275,6 +275,20 @@ def resident_bytes(pids: Sequence[int]) -> int:
     return total
 
 
+def peak_resident_bytes(pids: Sequence[int]) -> int:
+    """The largest peak resident set size (``VmHWM``) among ``pids`` since their exec."""
+    peak = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) * 1024)  # in kB
+    return peak
+
+
 def catches_sigterm(pid: int) -> bool:
     """Whether ``pid`` has a SIGTERM handler (a namespace init without one ignores SIGTERM)."""
     try:
@@ -463,7 +477,10 @@ class ContainerProcess:
         limit = self.spec.memory_limit
         if limit is None or self._oom_killed:
             return
-        if resident_bytes(process_tree(self.pid)) > limit:
+        tree = process_tree(self.pid)
+        # A cgroup limit holds at every instant: a process's own peak since its exec (less
+        # than the tree's peak) above the limit is an OOM kill, even between two samples.
+        if resident_bytes(tree) > limit or peak_resident_bytes(tree) > limit:
             self._oom_killed = True
             self.kill()
 
@@ -504,15 +521,8 @@ class ContainerProcess:
             time.sleep(MEMORY_SAMPLE_INTERVAL)
         self._signal_group(signal.SIGKILL)
         with self._lock:
-            _, wait_status, usage = os.wait4(self.pid, 0)
-            popen.returncode = returncode = os.waitstatus_to_exitcode(wait_status)
+            returncode = popen.wait()
             self._reaped = True
-        limit = self.spec.memory_limit
-        if limit is not None and not self._oom_killed and usage.ru_maxrss * 1024 > limit:
-            # A cgroup limit holds at every instant: a peak between two samples (one process's
-            # own, so less than the tree's) is an OOM kill all the same.
-            self._oom_killed = True
-            returncode = -signal.SIGKILL
         self.log.close()
         self.status = ExitStatus(
             exit_code=128 - returncode if returncode < 0 else returncode,
