@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -327,9 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.emulator.rbac.authorize(identity, _attributes(info))
             effects = self.emulator.faults.check(info)
             self._apply_faults(effects)
+            route = partial(self._route, method, info, query, body, identity, effects)
             if effects.lose_answer:
-                self._route_unanswered(method, info, query, body, identity, effects)
-            code = self._route(method, info, query, body, identity, effects)
+                self._unanswered(route)
+            code = route()
         except ApiError as error:
             code = error.code
             self._send_json(error.code, error.status(), error.headers)
@@ -348,20 +350,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             record(code)
 
-    def _route_unanswered(
-        self,
-        method: str,
-        info: RequestInfo,
-        query: dict[str, str],
-        body: bytes,
-        identity: Identity,
-        effects: Effects,
-    ) -> None:
-        """Carry out the request, discard its answer and cut the connection (logged as 0)."""
+    def _unanswered(self, route: Callable[[], int]) -> NoReturn:
+        """Carry out ``route``, discard its answer and cut the connection (logged as 0)."""
         wfile, self.wfile = self.wfile, io.BytesIO()
         record, self._record = self._record, lambda code: None
         try:
-            self._route(method, info, query, body, identity, effects)
+            route()
         except ApiError:
             pass  # refused: nothing took effect, but the client is not told either
         finally:
