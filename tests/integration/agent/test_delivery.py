@@ -334,7 +334,6 @@ async def test_a_report_changed_since_listed_is_read_again_and_replaced(
     assert (summary.written, summary.errors) == (1, [])
     calls = [(r.verb, r.code) for r in log.records()[start:] if r.resource.startswith("vuln")]
     # The stale replace meets 409; the report is read again by name and replaced.
-    print("CALLS", [(r.verb, r.code, r.duration) for r in log.records()[start:]])
     assert calls == [("list", 200), ("update", 409), ("list", 200), ("update", 200)]
     assert "meddled" not in store.get(rtype, "default", "deployment-web-app")["metadata"].get(
         "annotations", {}
