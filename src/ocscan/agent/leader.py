@@ -24,6 +24,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from ocscan.errors import OcscanError
+from ocscan.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ class LeaderElector:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self.is_leader:
             await self._release()
 

@@ -8,11 +8,10 @@ mid-cycle cancels its cycle the same way, so two replicas never scan at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from ocscan.config import Config
 from ocscan.cycle import run_cycle
 from ocscan.errors import OcscanError
 from ocscan.report.model import CycleReport
+from ocscan.tasks import completes_first
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,14 @@ class Agent:
     async def _loop(self, leadership: _Leadership, stop: asyncio.Event) -> None:
         first = True
         while not stop.is_set():
-            if not await _first(leadership.wait_until_leader(), stop):
+            if not await completes_first(leadership.wait_until_leader(), stop):
                 return
             if not (first and self._config.agent.run_at_start):
                 when = next_run(self._config.agent.schedule, datetime.now(UTC))
                 log.info("next cycle at %s", when.isoformat())
                 # Again if woken early: the loop's monotonic clock is not the wall clock.
                 while (delay := (when - datetime.now(UTC)).total_seconds()) > 0:
-                    if not await _first(asyncio.sleep(delay), stop):
+                    if not await completes_first(asyncio.sleep(delay), stop):
                         return
             first = False
             if leadership.is_leader:
@@ -154,7 +154,8 @@ class Agent:
         cycle = asyncio.create_task(
             run_cycle(self._client, self._config, observer=self.metrics), name="ocscan-cycle"
         )
-        if not await _first(cycle, stop, leadership.wait_until_not_leader(), cancel_first=False):
+        lost = leadership.wait_until_not_leader()
+        if not await completes_first(cycle, stop, lost, cancel_first=False):
             why = "stopping" if stop.is_set() else "lost the lease"
             log.warning("%s: cancelling the running cycle", why)
             await self._end_within_grace(cycle, cancel=True)
@@ -179,7 +180,7 @@ class Agent:
             cycle_summary.by_status,
         )
         delivery = asyncio.create_task(self._deliver(report), name="ocscan-deliver")
-        if not await _first(delivery, stop, cancel_first=False):
+        if not await completes_first(delivery, stop, cancel_first=False):
             log.warning("stopping: letting delivery finish within the grace period")
             await self._end_within_grace(delivery, cancel=False)
             return
@@ -212,31 +213,6 @@ class Agent:
             pass
         except Exception as error:
             log.error("%s failed while stopping: %s", task.get_name(), error)
-
-
-async def _first(
-    awaitable: Awaitable[object],
-    *stoppers: asyncio.Event | Awaitable[object],
-    cancel_first: bool = True,
-) -> bool:
-    """Await ``awaitable`` unless one of ``stoppers`` comes first; True if it completed.
-
-    An Event among ``stoppers`` stops when it is set. The losers are cancelled, ``awaitable``
-    only when ``cancel_first`` (a task passed with False keeps running).
-    """
-    task = asyncio.ensure_future(awaitable)
-    others = {
-        asyncio.ensure_future(s.wait() if isinstance(s, asyncio.Event) else s) for s in stoppers
-    }
-    try:
-        await asyncio.wait({task, *others}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, *others):
-            if not pending.done() and (pending is not task or cancel_first):
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending
-    return task.done() and not task.cancelled()
 
 
 def _reason(error: Exception) -> str:

@@ -26,6 +26,7 @@ from ocscan.deliver import Delivery, gitlab_report_json, write_atomically
 from ocscan.kube.client import ClusterUnreachableError, make_client
 from ocscan.report.model import CycleReport
 from ocscan.report.table import print_report
+from ocscan.tasks import completes_first
 
 EXIT_BAD_CONFIG = 2
 EXIT_CLUSTER_UNREACHABLE = 4
@@ -99,15 +100,7 @@ async def _unless_lost(cycle: Awaitable[CycleReport], lease: LeaderElector | Non
     if lease is None:
         return await cycle
     running = asyncio.ensure_future(cycle)
-    lost = asyncio.ensure_future(lease.wait_until_not_leader())
-    try:
-        await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        lost.cancel()
-    if not running.done():
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+    if not await completes_first(running, lease.wait_until_not_leader()):
         raise LeaseLostError(
             "lost the lease of the agent namespace during the cycle (renewals failed); "
             "stopped the cycle and removed its scanner pods"

@@ -24,6 +24,7 @@ from ocscan.errors import OcscanError
 from ocscan.kube.retry import is_transient
 from ocscan.scan.podspec import SCAN_LABEL, SCANNER_SELECTOR
 from ocscan.scan.podstate import pod_summary
+from ocscan.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,7 @@ class PodTracker:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
