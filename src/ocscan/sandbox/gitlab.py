@@ -38,12 +38,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import jwt
 
 from ocscan.sandbox.errors import SandboxError
+from ocscan.sandbox.lifecycle import StartsOnEnter
 from ocscan.sandbox.processes import LOOPBACK
 
 BASE_PATH = "/api/v4/internal/kubernetes/modules/starboard_vulnerability"
@@ -198,7 +198,7 @@ class _BadRequest(Exception):
         self.error = error
 
 
-class GitLabEmulator:
+class GitLabEmulator(StartsOnEnter):
     """The agent API of a GitLab with one project and its agents.
 
     ``agents`` maps each agent token to its agent id. ``policies`` is the answer of
@@ -268,17 +268,6 @@ class GitLabEmulator:
         server.server_close()  # joins the request threads
         thread.join()
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # Inspection
 

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self, TypeVar
+from typing import TypeVar
 
 import httpx
 
 from ocscan.sandbox.errors import ProcessStartError, SandboxError
+from ocscan.sandbox.lifecycle import StopsOnExit
 
 LOOPBACK = "127.0.0.1"
 _POLL_SECONDS = 0.02
@@ -143,7 +143,7 @@ def _wait_gone(record: ProcessRecord, timeout: float) -> bool:
     return True
 
 
-class BackgroundProcess:
+class BackgroundProcess(StopsOnExit):
     """A server process with its stdout and stderr in a log file; a context manager.
 
     Still-running processes are stopped when the interpreter exits, unless :meth:`detach`
@@ -287,17 +287,6 @@ class BackgroundProcess:
         _LIVE.discard(self)
         return self.record
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"BackgroundProcess({self.name!r}, pid={self.pid})"
 
@@ -336,7 +325,7 @@ _LIVE = _LiveProcesses()
 atexit.register(_LIVE.stop_all)
 
 
-class ProcessServer:
+class ProcessServer(StopsOnExit):
     """A server that one :class:`BackgroundProcess` runs: its PID, log, stop by PID, and use
     as a context manager that stops it."""
 
@@ -353,17 +342,6 @@ class ProcessServer:
     def stop(self) -> None:
         """Stop the server process by its PID. Idempotent."""
         self.process.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 _Server = TypeVar("_Server", bound=ProcessServer)

@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import yaml
@@ -29,6 +28,7 @@ from ocscan.sandbox.kube.imagepull import ImagePuller
 from ocscan.sandbox.kube.jsondata import JsonObject
 from ocscan.sandbox.kube.kubelet import KubeletConfig, RunnableImage
 from ocscan.sandbox.kube.server import KubeEmulator
+from ocscan.sandbox.lifecycle import StartsOnEnter
 from ocscan.sandbox.registry import RegistryServer
 from ocscan.sandbox.samples import SampleImage, push_sample
 from ocscan.sandbox.trivy import TrivyServer, find_trivy
@@ -129,7 +129,7 @@ class SandboxInfo:
         }
 
 
-class Sandbox:
+class Sandbox(StartsOnEnter):
     """Starts and stops the local stack in ``directory``.
 
     ``samples``: create the sample workloads (issue 4). The registry has one user whose
@@ -212,17 +212,6 @@ class Sandbox:
                     stopping.callback(part.stop)
             self.cluster = self.kube = None
             self.trivy = self.registry = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- what clients need ----------------------------------------------------------------
 

@@ -7,7 +7,6 @@ the kubelet, started and stopped together.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Self
 
 from ocscan.sandbox.kube.admission import ServiceAccountAdmission
@@ -15,9 +14,10 @@ from ocscan.sandbox.kube.controllers import Controllers
 from ocscan.sandbox.kube.jsondata import JsonObject
 from ocscan.sandbox.kube.kubelet import Kubelet, KubeletConfig
 from ocscan.sandbox.kube.store import ObjectStore
+from ocscan.sandbox.lifecycle import StartsOnEnter
 
 
-class SandboxCluster:
+class SandboxCluster(StartsOnEnter):
     """Admission plugins, controllers and the kubelet of one emulated cluster.
 
     ``mount_token``: the ServiceAccount admission mounts the token volume like a real
@@ -56,14 +56,3 @@ class SandboxCluster:
     def trigger_cronjob(self, namespace: str, name: str, job_name: str | None = None) -> JsonObject:
         """Create a Job from a CronJob now (see :meth:`Controllers.trigger_cronjob`)."""
         return self.controllers.trigger_cronjob(namespace, name, job_name)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

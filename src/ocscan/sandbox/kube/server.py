@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NoReturn, Self
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,6 +47,7 @@ from ocscan.sandbox.kube.resources import ResourceType
 from ocscan.sandbox.kube.routing import RequestInfo, parse_request
 from ocscan.sandbox.kube.store import LogProvider, ObjectStore, PatchType, Watch
 from ocscan.sandbox.kube.tables import accepts_table, to_table
+from ocscan.sandbox.lifecycle import StartsOnEnter
 from ocscan.sandbox.registry import TlsFiles
 
 LOOPBACK = "127.0.0.1"
@@ -57,7 +57,7 @@ _POLL = 0.2
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource", {})
 
 
-class KubeEmulator:
+class KubeEmulator(StartsOnEnter):
     """A Kubernetes API server emulator on ``http://127.0.0.1:<port>``.
 
     ``store``, ``faults``, ``request_log``, ``rbac`` and ``auth`` are the parts tests drive.
@@ -142,17 +142,6 @@ class KubeEmulator:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
