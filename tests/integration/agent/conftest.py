@@ -14,17 +14,13 @@ from agent_support import AGENT_ID, AGENT_TOKEN, KAS_SECRET, GitLabFiles
 from ocscan.sandbox.gitlab import GitLabEmulator
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox
 from prerequisites import require_binary
+from sandbox_session import running_sandbox
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    for binary in ("docker-registry", "htpasswd"):
-        require_binary(binary)
-    stack = Sandbox(tmp_path_factory.mktemp("sandbox"), samples=False).start()
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), samples=False) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
@@ -44,12 +40,9 @@ def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def gitlab(tmp_path: Path) -> Iterator[GitLabFiles]:
     """A GitLab emulator knowing agent ``AGENT_ID``, and the agent's token and KAS files."""
-    emulator = GitLabEmulator({AGENT_TOKEN: AGENT_ID}, kas_secret=KAS_SECRET).start()
-    try:
+    with GitLabEmulator({AGENT_TOKEN: AGENT_ID}, kas_secret=KAS_SECRET) as emulator:
         token_file = tmp_path / "agent-token"
         token_file.write_text(AGENT_TOKEN + "\n")
         kas_file = tmp_path / "kas-secret"
         kas_file.write_text(emulator.kas_secret_file_content)
         yield GitLabFiles(emulator, token_file, kas_file)
-    finally:
-        emulator.stop()

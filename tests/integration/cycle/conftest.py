@@ -12,23 +12,18 @@ import pytest
 from cycle_support import ObjectRecorder
 
 from ocscan.sandbox.stack import Sandbox
-from prerequisites import require_binary
+from sandbox_session import running_sandbox
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    for binary in ("docker-registry", "htpasswd"):
-        require_binary(binary)
-    stack = Sandbox(tmp_path_factory.mktemp("sandbox"), samples=False).start()
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox"), samples=False) as stack:
         assert stack.kube is not None
         recorder = ObjectRecorder()
         stack.kube.store.subscribe(recorder)
         stack.recorder = recorder  # type: ignore[attr-defined]
         stack.create_samples()
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from ocscan.sandbox.oci import LINUX_AMD64, LINUX_ARM64
 from ocscan.sandbox.samples import SampleImage, push_multi_platform_sample
 from ocscan.sandbox.stack import PULL_SECRET, Sandbox, deployment
 from ocscan.sandbox.trivydb import SAMPLE_APP, SAMPLE_MINIMAL
-from prerequisites import require_binary
+from sandbox_session import running_sandbox
 
 NAMESPACE = "mixed"
 ARCH = "kubernetes.io/arch"
@@ -25,12 +25,8 @@ ARCH = "kubernetes.io/arch"
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, SampleImage]]:
     """A sandbox of two nodes, amd64 and arm64, each running a Deployment of one tag."""
-    for binary in ("docker-registry", "htpasswd"):
-        require_binary(binary)
-    stack = Sandbox(
-        tmp_path_factory.mktemp("mixed"), samples=False, architectures=("amd64", "arm64")
-    ).start()
-    try:
+    directory = tmp_path_factory.mktemp("mixed")
+    with running_sandbox(directory, samples=False, architectures=("amd64", "arm64")) as stack:
         assert stack.registry is not None
         image = push_multi_platform_sample(stack.registry, "team/multi", stack.credential)
         stack.namespace(NAMESPACE)
@@ -42,8 +38,6 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, S
             )  # fmt: skip
         stack.wait_for_running(NAMESPACE, 2)
         yield stack, image
-    finally:
-        stack.stop()
 
 
 def findings_of(entry: ContainerReport) -> set[tuple[str, str]]:

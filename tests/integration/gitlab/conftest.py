@@ -16,11 +16,8 @@ from ocscan.sandbox.gitlab import GitLabEmulator
 
 @pytest.fixture
 def gitlab() -> Iterator[GitLabEmulator]:
-    emulator = GitLabEmulator({AGENT_TOKEN: AGENT_ID}, kas_secret=KAS_SECRET).start()
-    try:
+    with GitLabEmulator({AGENT_TOKEN: AGENT_ID}, kas_secret=KAS_SECRET) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -22,12 +22,8 @@ from prerequisites import require_binary
 
 @pytest.fixture
 def kube() -> Iterator[KubeEmulator]:
-    emulator = KubeEmulator(history_limit=1000)
-    emulator.start()
-    try:
+    with KubeEmulator(history_limit=1000) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -23,12 +23,8 @@ AGENT = "system:serviceaccount:ocscan:agent"
 @pytest.fixture
 def kube(tmp_path: Path) -> Iterator[KubeEmulator]:
     """This module's emulator serves HTTPS: kubectl sends bearer tokens only over TLS."""
-    emulator = KubeEmulator(tls=make_tls_files(tmp_path / "tls"))
-    emulator.start()
-    try:
+    with KubeEmulator(tls=make_tls_files(tmp_path / "tls")) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from rbac_support import (
 )
 
 from ocscan.sandbox.stack import Sandbox
-from prerequisites import require_binary
+from sandbox_session import running_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +46,7 @@ def roles(rendered: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def sandbox(
     tmp_path_factory: pytest.TempPathFactory, rendered: list[dict[str, Any]]
 ) -> Iterator[Sandbox]:
-    for binary in ("docker-registry", "htpasswd"):
-        require_binary(binary)
-    stack = Sandbox(tmp_path_factory.mktemp("rbac-sandbox")).start()
-    try:
+    with running_sandbox(tmp_path_factory.mktemp("rbac-sandbox")) as stack:
         assert stack.kube is not None
         for obj in rendered:
             if obj["kind"] == "CustomResourceDefinition":
@@ -59,8 +56,6 @@ def sandbox(
                 apply(stack, obj)
         stack.kube.rbac.enable(users=[AGENT_USER])
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
